@@ -1,0 +1,5 @@
+"""Group-agnostic kernel machinery: states, pointwise maps, layers, tiled driver."""
+
+from .kernel import Cost, Inputs, InvariantKernel
+from .layers import KernelFn, Layer, serial
+from .pointwise import AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap

@@ -1,0 +1,246 @@
+"""stax-style layers: ``(init_fn, apply_fn, kernel_fn)`` triples and ``serial``.
+
+Every layer is a :class:`Layer` (a named triple, so ``init_fn, apply_fn,
+kernel_fn = layer`` works as in neural-tangents):
+
+* ``init_fn(key, input_shape) -> (output_shape, params)``
+* ``apply_fn(params, x) -> y`` — the finite-width network (NTK parameterisation:
+  parameters are standard normal, scaled in the forward pass)
+* ``kernel_fn(x1, x2=None, get=None, *, memory_budget, tile_size, progress)``
+  — the infinite-width NNGP / NTK, a :class:`KernelFn`.
+
+This module holds the group-agnostic layers (``Dense``, nonlinearities) and
+``serial``; group layers live in :mod:`eqntk.so3` and :mod:`eqntk.planar`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from .driver import DEFAULT_MEMORY_BUDGET, check_inputs, choose_tile, evaluate_tiles
+from .kernel import Inputs
+from .pointwise import AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, gelu
+
+__all__ = ["Layer", "KernelFn", "serial", "Dense", "Relu", "Erf", "Gelu", "Elementwise", "pointwise_layer",
+           "map_values"]
+
+_KINDS = ("nngp", "ntk")
+
+
+def _canonical_get(get):
+    if get is None:
+        return _KINDS, False
+    if isinstance(get, str):
+        get = (get,)
+        single = True
+    else:
+        get = tuple(get)
+        single = False
+    for g in get:
+        if g not in _KINDS:
+            raise ValueError(f"get must name 'nngp' and/or 'ntk', got {g!r}")
+    if not get:
+        raise ValueError("get is empty")
+    return get, single
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelFn:
+    """Infinite-width kernel of a network; call it like neural-tangents' ``kernel_fn``.
+
+    ``kernel_fn(x1, x2=None, get=None)`` returns, for inputs ``x1`` of shape
+    ``(N1, ...)`` and ``x2`` of shape ``(N2, ...)`` (``x2 = x1`` when omitted),
+
+    * ``get=None``: a named tuple ``Kernel(nngp, ntk)``,
+    * ``get='nngp'`` or ``'ntk'``: that array,
+    * ``get=('ntk', 'nngp')``: a named tuple with those fields, in that order.
+
+    Each array has shape ``(N1, N2)`` for invariant (pooled) networks, or
+    ``(N1, N2, ...)`` per pair before pooling (see the layer docs).
+
+    Keyword args:
+        memory_budget: bytes of working memory a tile may use (default 2 GiB);
+            tiles of pairs are sized to fit it.
+        tile_size: force tiles of ``tile_size × tile_size`` pairs.
+        progress: show a progress bar (default: when there are ≥ 8 tiles and
+            stderr is a terminal).
+
+    The computation runs in the dtype of the inputs (float64 when JAX's x64
+    mode is on and the inputs are float64; float32 otherwise).
+    """
+
+    op: Callable
+    name: str = "kernel_fn"
+    _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def trace(self, x1, x2=None, with_ntk: bool = True):
+        """Run the op eagerly on small inputs without tiling: the final state (for tests)."""
+        x1, x2 = check_inputs(x1, x2)
+        return self.op(Inputs(x1, x1 if x2 is None else x2, with_ntk))
+
+    def _tile_fn(self, with_ntk: bool):
+        if with_ntk not in self._cache:
+            op = self.op
+
+            def f(a, b):
+                return op(Inputs(a, b, with_ntk)).output()
+
+            self._cache[with_ntk] = jax.jit(f)
+        return self._cache[with_ntk]
+
+    def __call__(self, x1, x2=None, get=None, *, memory_budget: float = DEFAULT_MEMORY_BUDGET,
+                 tile_size: Optional[int] = None, progress: Optional[bool] = None):
+        kinds, single = _canonical_get(get)
+        with_ntk = "ntk" in kinds
+        x1, x2 = check_inputs(x1, x2)
+        same = x2 is None
+        x2v = x1 if same else x2
+
+        # Trace on a 1×1 tile: validates the network against the input shapes
+        # (errors are raised here, before any heavy work) and reads the cost.
+        state = jax.eval_shape(lambda a, b: self.op(Inputs(a, b, with_ntk)), x1[:1], x2v[:1])
+        shapes = jax.eval_shape(lambda a, b: self.op(Inputs(a, b, with_ntk)).output(), x1[:1], x2v[:1])
+        cost = state.cost
+        itemsize = jnp.dtype(x1.dtype).itemsize
+        t1, t2 = choose_tile(x1.shape[0], x2v.shape[0], cost, itemsize, memory_budget, tile_size)
+        scalar = all(s is None or s.shape[2:] == () for s in shapes)
+        symmetric = same and scalar
+        outs = evaluate_tiles(self._tile_fn(with_ntk), x1, x2v, symmetric, t1, t2, n_out=2,
+                              progress=progress, desc=self.name)
+        result = {"nngp": outs[0], "ntk": outs[1] if with_ntk else None}
+        arrays = [jnp.asarray(result[k]) for k in kinds]
+        if single:
+            return arrays[0]
+        return collections.namedtuple("Kernel", kinds)(*arrays)
+
+
+class Layer(NamedTuple):
+    """A stax layer: ``(init_fn, apply_fn, kernel_fn)``."""
+
+    init_fn: Callable
+    apply_fn: Callable
+    kernel_fn: KernelFn
+
+
+def _op_of(kernel_fn) -> Callable:
+    if isinstance(kernel_fn, KernelFn):
+        return kernel_fn.op
+    raise TypeError("serial expects eqntk layers (their kernel_fn must be an eqntk KernelFn)")
+
+
+def serial(*layers) -> Layer:
+    """Compose layers: ``serial(l1, l2, ...)`` is ``l1`` followed by ``l2`` ..."""
+    if not layers:
+        raise ValueError("serial needs at least one layer")
+    layers = [Layer(*l) for l in layers]
+    ops = [_op_of(l.kernel_fn) for l in layers]
+
+    def init_fn(key, input_shape):
+        params = []
+        for l in layers:
+            key, sub = jax.random.split(key)
+            input_shape, p = l.init_fn(sub, input_shape)
+            params.append(p)
+        return input_shape, tuple(params)
+
+    def apply_fn(params, x, **kwargs):
+        if len(params) != len(layers):
+            raise ValueError(f"serial: expected {len(layers)} parameter entries, got {len(params)}")
+        for l, p in zip(layers, params):
+            x = l.apply_fn(p, x, **kwargs)
+        return x
+
+    def op(state):
+        for o in ops:
+            state = o(state)
+        return state
+
+    names = "→".join(getattr(l.kernel_fn, "name", "?") for l in layers)
+    return Layer(init_fn, apply_fn, KernelFn(op, name=names))
+
+
+def map_values(x, fn: Callable, linear: bool = False):
+    """Apply ``fn`` to the channel-last values of ``x``.
+
+    Plain arrays are mapped at once; lazy group signals (which know how to
+    evaluate themselves on a quadrature grid) record ``fn`` and apply it where
+    their next integrating layer samples them.
+    """
+    if hasattr(x, "map_values"):
+        return x.map_values(fn, linear=linear)
+    return fn(x)
+
+
+def pointwise_layer(m: PointwiseMap, name: str) -> Layer:
+    """A parameter-free layer applying the nonlinearity ``m`` elementwise."""
+
+    def init_fn(key, input_shape):
+        return input_shape, ()
+
+    def apply_fn(params, x, **kwargs):
+        return map_values(x, m.fn)
+
+    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=name))
+
+
+def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) -> Layer:
+    """Fully connected layer on the last (channel) axis; a 1×1 convolution on group signals.
+
+    Kernel: ``K' = W_std² K + b_std²``, ``Θ' = K' + W_std² Θ`` (NTK parameterisation,
+    weights scaled by ``W_std / √C_in``).
+    """
+    if int(out_channels) != out_channels or out_channels < 1:
+        raise ValueError(f"Dense: out_channels must be a positive integer, got {out_channels!r}")
+    m = AffineMap(float(W_std), None if b_std is None else float(b_std))
+
+    def init_fn(key, input_shape):
+        kw, kb = jax.random.split(key)
+        c = input_shape[-1]
+        W = jax.random.normal(kw, (c, out_channels))
+        b = jax.random.normal(kb, (out_channels,)) if b_std is not None else None
+        return tuple(input_shape[:-1]) + (out_channels,), (W, b)
+
+    def apply_fn(params, x, **kwargs):
+        W, b = params
+
+        def f(v):
+            y = v @ W.astype(v.dtype) * (W_std / jnp.sqrt(v.shape[-1]))
+            return y if b is None else y + b_std * b.astype(v.dtype)
+
+        return map_values(x, f, linear=True)
+
+    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=f"Dense({out_channels})"))
+
+
+def Relu() -> Layer:
+    """ReLU, ``max(x, 0)`` (closed-form arc-cosine kernel)."""
+    return pointwise_layer(ReluMap(), "Relu")
+
+
+def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    """``a · erf(b x) + c`` (closed form)."""
+    return pointwise_layer(ErfMap(float(a), float(b), float(c)), "Erf")
+
+
+def Gelu(n_quadrature: int = 32) -> Layer:
+    """Exact GELU ``x Φ(x)``; its kernel by Gauss–Hermite quadrature with ``n_quadrature²`` nodes."""
+    return pointwise_layer(ElementwiseMap(gelu, n=int(n_quadrature)), "Gelu")
+
+
+def Elementwise(fn: Callable, nngp_fn: Optional[Callable] = None, d_nngp_fn: Optional[Callable] = None,
+                n_quadrature: int = 32) -> Layer:
+    """Any elementwise nonlinearity ``fn`` (a JAX-differentiable function of arrays).
+
+    Its dual kernel ``E[fn(a) fn(b)]`` and ``E[fn'(a) fn'(b)]`` are computed by
+    bivariate Gauss–Hermite quadrature (``fn'`` by autodiff) unless closed forms
+    ``nngp_fn(cov12, var1, var2)`` and ``d_nngp_fn(cov12, var1, var2)`` are given
+    (neural-tangents' signature).
+    """
+    if not callable(fn):
+        raise ValueError("Elementwise: fn must be callable")
+    return pointwise_layer(ElementwiseMap(fn, nngp_fn, d_nngp_fn, int(n_quadrature)), "Elementwise")

@@ -1,0 +1,268 @@
+"""Pair kernels of SO(3) networks as functions on ONE copy of SO(3).
+
+After a lifting layer with a full-support filter, the kernel of a pair of
+inputs ``(f, f')`` at group elements ``(g, g')`` depends on ``u = g g'⁻¹`` only
+(DESIGN §1): a function ``ψ(u)`` on SO(3), held as
+
+* :class:`LiftBase` — straight after the lift, ``ψ(u) = c Σ_l f̂_lᵀ D^l(u) f̂'_l + b²``,
+  kept as the (rotatable) inputs themselves; on a grid it is one matrix
+  product per β-slice over all pairs of the tile;
+* :class:`FourierBase` — Wigner-D blocks of bandlimit ``L`` (after a group conv),
+
+plus the pointwise maps (nonlinearities, 1×1 layers) applied since, which are
+recorded and evaluated on the quadrature grid of the next integrating layer
+(:func:`integrate`), one β-slice at a time: no pair function ever exists on the
+whole grid, and never on a ``(g, g')`` grid.
+
+Each input's self-variance ``ψ_ff(e)`` is needed by the nonlinearities and is
+changed by projections, so the self pairs ``(f, f)`` of the tile's rows and
+columns travel alongside (``diag1``, ``diag2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Union
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from ..core.kernel import Cost, InvariantKernel, pytree_dataclass
+from .quadrature import grid_bandlimit_for, so3_grid
+from .transform import analysis_finish, analysis_slice, synthesis_prepare, synthesis_slice, transform_tables
+from .wigner import _pad_index, unpad_blocks, wigner_d_beta, z_rotation_factors
+
+__all__ = ["LiftBase", "FourierBase", "PairFunction", "SO3Pairs", "integrate"]
+
+
+def _rotate_orders(v, c, s, m_axis: int):
+    """``c v + s flip(v)`` along the padded order axis ``m_axis`` (c, s pre-broadcast)."""
+    return c * v + s * jnp.flip(v, axis=m_axis)
+
+
+@pytree_dataclass(static=("L", "outer", "scale", "bias", "with_ntk"))
+class LiftBase:
+    """``ψ(u) = scale · Σ_{l<L} Σ_c f̂_lᵀ D^l(u) f̂'_l + bias``; its NTK equals ψ (first layer).
+
+    ``left``: (t1, L, 2L-1, C), ``right``: (t2, L, 2L-1, C) padded inputs.
+    ``outer``: all pairs (pair shape (t1, t2)); else matched pairs (t,) with t1 = t2.
+    """
+
+    left: jax.Array
+    right: jax.Array
+    L: int
+    outer: bool
+    scale: float
+    bias: float
+    with_ntk: bool
+
+    def blocks(self):
+        """Fourier blocks ``(..., L, P, P)`` of ψ (and of Θ = ψ)."""
+        eq = "aLmc,bLnc->abLmn" if self.outer else "aLmc,aLnc->aLmn"
+        A = self.scale * jnp.einsum(eq, self.left, self.right)
+        c = self.L - 1
+        A = A.at[..., 0, c, c].add(self.bias)
+        return A, (A if self.with_ntk else None)
+
+    def slicer(self, grid):
+        """``(xs, f)``: scan inputs with leading axis n_beta and ``f(x) -> (nngp_b, ntk_b)``."""
+        L = self.L
+        dt = self.left.dtype
+        ca, sa = z_rotation_factors(L, jnp.asarray(-grid.alpha, dt))  # (nα, P)
+        cg, sg = z_rotation_factors(L, jnp.asarray(grid.gamma, dt))
+        # A1[t, a, l, m, c] = (Z(-α_a) f)_lm ;  H[t, c, l, k, ch] = (Z(γ_c) f')_lk
+        A1 = _rotate_orders(self.left[:, None], ca[None, :, None, :, None], sa[None, :, None, :, None], m_axis=3)
+        H = _rotate_orders(self.right[:, None], cg[None, :, None, :, None], sg[None, :, None, :, None], m_axis=3)
+        ls, ms = _pad_index(L)
+        t2, ng = H.shape[0], H.shape[1]
+        H = H[:, :, ls, ms, :].reshape(t2, ng, -1)  # (t2, nγ, L²C)
+        d = wigner_d_beta(L, jnp.asarray(grid.beta, dt), dtype=dt)  # (nβ, L, P, P)
+        outer, scale, bias, with_ntk = self.outer, self.scale, self.bias, self.with_ntk
+
+        def f(d_b):
+            G = jnp.einsum("lmk,talmc->talkc", d_b, A1)
+            t1, na = G.shape[0], G.shape[1]
+            G = G[:, :, ls, ms, :].reshape(t1, na, -1)  # (t1, nα, L²C)
+            if outer:
+                phi = (G.reshape(t1 * na, -1) @ H.reshape(t2 * ng, -1).T).reshape(t1, na, t2, ng)
+                phi = jnp.transpose(phi, (0, 2, 1, 3))
+            else:
+                phi = jnp.einsum("taP,tcP->tac", G, H)
+            psi = scale * phi + bias
+            return psi, (psi if with_ntk else None)
+
+        return d, f
+
+    def cost(self, grid) -> Cost:
+        na, ng = grid.alpha.size, grid.gamma.size
+        C = self.left.shape[-1]
+        row = (2 * na * self.L * (2 * self.L - 1) + ng * self.L**2) * C
+        return Cost(pair=0.0, row=row)
+
+
+@pytree_dataclass(static=("L",))
+class FourierBase:
+    """Wigner-D blocks of ψ (and Θ): ``(..., L, 2L-1, 2L-1)`` padded."""
+
+    nngp: jax.Array
+    ntk: Optional[jax.Array]
+    L: int
+
+    def blocks(self):
+        return self.nngp, self.ntk
+
+    def slicer(self, grid):
+        t = transform_tables(grid.bandlimit, self.L)
+        Sn = jnp.moveaxis(synthesis_prepare(self.nngp, t), -3, 0)  # (nβ, ..., P, P)
+        St = None if self.ntk is None else jnp.moveaxis(synthesis_prepare(self.ntk, t), -3, 0)
+
+        def f(x):
+            sn, st = x
+            return synthesis_slice(sn, t), (None if st is None else synthesis_slice(st, t))
+
+        return (Sn, St), f
+
+    def cost(self, grid) -> Cost:
+        P = 2 * self.L - 1
+        k = 1 if self.ntk is None else 2
+        return Cost(pair=k * (grid.bandlimit + 5 * self.L) * P * P, row=0.0)
+
+
+Base = Union[LiftBase, FourierBase]
+
+
+@pytree_dataclass(static=("maps",))
+class PairFunction:
+    """A base function plus the pointwise maps applied to it since (in order).
+
+    ``var_left[i]``, ``var_right[i]``: variances of the two inputs of each pair
+    just before map ``i``, broadcastable to the pair shape.
+    """
+
+    base: Base
+    maps: tuple = ()
+    var_left: tuple = ()
+    var_right: tuple = ()
+
+    def then(self, m, var_left, var_right) -> "PairFunction":
+        return PairFunction(self.base, self.maps + (m,), self.var_left + (var_left,),
+                            self.var_right + (var_right,))
+
+    @property
+    def nonlinear(self) -> bool:
+        return any(m.nonlinear for m in self.maps)
+
+
+def integration_grid(pf: PairFunction, L_out: int, oversampling: float):
+    return so3_grid(grid_bandlimit_for(pf.base.L, L_out, oversampling, pf.nonlinear))
+
+
+def integrate(pf: PairFunction, L_out: int, oversampling: float):
+    """Project the (mapped) pair function onto degrees ``< L_out``: blocks ``(..., L_out, P, P)``.
+
+    Exact when no nonlinearity was applied; otherwise by quadrature on the grid
+    chosen by :func:`~eqntk.so3.quadrature.grid_bandlimit_for`.
+    """
+    if not pf.maps and isinstance(pf.base, FourierBase) and pf.base.L == L_out:
+        return pf.base.blocks()
+    grid = integration_grid(pf, L_out, oversampling)
+    tab = transform_tables(grid.bandlimit, L_out)
+    xs, slice_fn = pf.base.slicer(grid)
+
+    def body(carry, x):
+        nngp, ntk = slice_fn(x)
+        for m, vl, vr in zip(pf.maps, pf.var_left, pf.var_right):
+            nngp, ntk = m.kernel(nngp, ntk, vl[..., None, None], vr[..., None, None])
+        return carry, (analysis_slice(nngp, tab), None if ntk is None else analysis_slice(ntk, tab))
+
+    _, (Pn, Pt) = jax.lax.scan(body, None, xs)
+    out_n = analysis_finish(jnp.moveaxis(Pn, 0, -3), tab)
+    out_t = None if Pt is None else analysis_finish(jnp.moveaxis(Pt, 0, -3), tab)
+    return out_n, out_t
+
+
+def integrate_cost(pf: PairFunction, L_out: int, oversampling: float) -> Cost:
+    grid = integration_grid(pf, L_out, oversampling)
+    na, ng = grid.alpha.size, grid.gamma.size
+    P = 2 * L_out - 1
+    per_slice = 8 * na * ng + 2 * grid.bandlimit * P * P + 2 * L_out * P * P
+    base = pf.base.cost(grid)
+    return Cost(pair=per_slice + base.pair, row=base.row)
+
+
+def _trace(blocks):
+    """``ψ(e) = Σ_l tr ψ̂^l``."""
+    return jnp.einsum("...lmm->...", blocks)
+
+
+@pytree_dataclass(static=("cost", "with_ntk"))
+class SO3Pairs:
+    """State of a tile after an SO(3) lift: cross pairs, self pairs of rows and columns, variances."""
+
+    cross: PairFunction  # pair shape (t1, t2)
+    diag1: PairFunction  # (t1,)
+    diag2: PairFunction  # (t2,)
+    var1: jax.Array
+    var2: jax.Array
+    with_ntk: bool
+    cost: Cost = Cost()
+
+    @property
+    def bandlimit(self) -> int:
+        return self.cross.base.L
+
+    def pointwise(self, m):
+        v1, v2 = self.var1, self.var2
+        return dataclasses.replace(
+            self,
+            cross=self.cross.then(m, v1[:, None], v2[None, :]),
+            diag1=self.diag1.then(m, v1, v1),
+            diag2=self.diag2.then(m, v2, v2),
+            var1=m.var(v1),
+            var2=m.var(v2),
+        )
+
+    def conv(self, L_out: int, W_std: float, b_std: Optional[float], oversampling: float) -> "SO3Pairs":
+        """Group convolution with a white filter of bandlimit ``L_out``: ``K' = W² P_L K + b²``."""
+        cost = self.cost
+        for pf in (self.cross, self.diag1):
+            cost = cost.max(*integrate_cost(pf, L_out, oversampling))
+        w2, b2 = W_std**2, (0.0 if b_std is None else b_std**2)
+        c = L_out - 1
+
+        def new(pf, with_ntk):
+            n, t = integrate(pf, L_out, oversampling)
+            n = (w2 * n).at[..., 0, c, c].add(b2)
+            t = (n + w2 * t) if (with_ntk and t is not None) else None
+            return PairFunction(FourierBase(n, t, L_out))
+
+        cross = new(self.cross, self.with_ntk)
+        d1 = new(self.diag1, False)
+        d2 = new(self.diag2, False)
+        return SO3Pairs(cross, d1, d2, _trace(d1.base.nngp), _trace(d2.base.nngp), self.with_ntk, cost)
+
+    def pool(self, oversampling: float) -> InvariantKernel:
+        """Mean over SO(3) (the degree-0 coefficient)."""
+        cost = self.cost
+        for pf in (self.cross, self.diag1):
+            cost = cost.max(*integrate_cost(pf, 1, oversampling))
+        n, t = integrate(self.cross, 1, oversampling)
+        d1, _ = integrate(self.diag1, 1, oversampling)
+        d2, _ = integrate(self.diag2, 1, oversampling)
+        return InvariantKernel(
+            nngp=n[..., 0, 0, 0],
+            ntk=None if t is None else t[..., 0, 0, 0],
+            var1=d1[..., 0, 0, 0],
+            var2=d2[..., 0, 0, 0],
+            cost=cost,
+        )
+
+    def output(self):
+        if self.cross.maps:
+            raise ValueError(
+                "the network ends in a pointwise layer acting on a function on SO(3); its kernel is not "
+                "bandlimited. End with SO3Pool() (invariant output) or SO3ConvSO3 (Wigner-D blocks)."
+            )
+        n, t = self.cross.base.blocks()
+        return unpad_blocks(n), (None if t is None else unpad_blocks(t))

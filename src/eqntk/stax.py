@@ -1,0 +1,15 @@
+"""All layers, neural-tangents style: ``from eqntk import stax``.
+
+Every layer is a triple ``(init_fn, apply_fn, kernel_fn)``; compose them with
+:func:`serial`. Group-agnostic layers come from :mod:`eqntk.core.layers`, the
+SO(3) layers from :mod:`eqntk.so3.layers`.
+"""
+
+from .core.layers import Dense, Elementwise, Erf, Gelu, Layer, KernelFn, Relu, serial
+from .so3.layers import S2ConvSO3, SO3ConvSO3, SO3Pool
+
+__all__ = [
+    "serial", "Layer", "KernelFn",
+    "Dense", "Relu", "Erf", "Gelu", "Elementwise",
+    "S2ConvSO3", "SO3ConvSO3", "SO3Pool",
+]
