@@ -86,7 +86,7 @@ class Inputs:
         )
 
     def pointwise(self, m):
-        return self.to_invariant(type(m).__name__).pointwise(m)
+        return self.to_invariant(type(m).__name__.removesuffix("Map")).pointwise(m)
 
     def output(self):
         raise ValueError("the network has no layers")
