@@ -1,0 +1,286 @@
+"""Planar GCNN layers (GrouPy names) and the plain CNN layers they reduce to.
+
+* ``Z2ConvP4``, ``Z2ConvP4M``, ``Z2ConvP2``: lifting convolutions from images
+  ``(N, H, W, C)`` to functions on ``R ⋉ Z²``, layout ``(N, |G|, H, W, C)``;
+* ``P4ConvP4``, ``P4MConvP4M``, ``P2ConvP2``: group convolutions;
+* ``GroupPool``: mean over the group and space → ``(N, C)``;
+* ``Conv``, ``GlobalAvgPool``: the plain CNN (the trivial group).
+
+Normalisation (DESIGN §3, NTK parameterisation): each layer averages over its
+filter support (``q²`` pixels × ``C`` channels for a lift or ``Conv``, times ``|G|``
+for a group convolution): ``K' = W² A[K] + b²``, ``Θ' = K' + W² A[Θ]``, and the first
+layer's ``Θ`` is its ``K`` (unlike the authors' code, whose first layer counts it
+twice). Filters are square with an odd side ``q``; padding ``'SAME'`` (zeros),
+``'VALID'`` or ``'CIRCULAR'``.
+
+Kernels (``kernel_fn``): after ``GroupPool``/``GlobalAvgPool`` one number per pair;
+before pooling the per-element kernels ``M_d(t, t') = Cov(h_x(e, t), h_x'(d, t'))``
+of shape ``(N1, N2, |G|, H, W, H, W)`` (``(N1, N2, H, W, H, W)`` for the plain CNN);
+:func:`eqntk.planar.irreps.group_fourier` turns them into irrep blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from ..core.kernel import Inputs
+from ..core.layers import KernelFn, Layer
+from .features import conv2d, group_conv_apply, lift_apply
+from .groups import P2, P4, P4M, TRIVIAL, PlanarGroup
+from .kernel_state import SpatialPairs, lift_pairs
+from .spatial import PADDINGS, output_size
+
+__all__ = ["Z2ConvP4", "P4ConvP4", "Z2ConvP4M", "P4MConvP4M", "Z2ConvP2", "P2ConvP2", "GroupPool",
+           "Conv", "GlobalAvgPool"]
+
+
+def _check_out_channels(where: str, value) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{where}: out_channels must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_filter(where: str, filter_shape) -> int:
+    shape = (filter_shape, filter_shape) if isinstance(filter_shape, int) else tuple(filter_shape)
+    if len(shape) != 2 or any(isinstance(s, bool) or int(s) != s or s < 1 for s in shape):
+        raise ValueError(f"{where}: filter_shape must be an odd integer q or a pair (q, q), got {filter_shape!r}")
+    if shape[0] != shape[1]:
+        raise ValueError(
+            f"{where}: filters must be square (q × q) so that the point group maps the filter window onto "
+            f"itself, got filter_shape {shape}"
+        )
+    if shape[0] % 2 == 0:
+        raise ValueError(
+            f"{where}: filters must have an odd side q (a window centred on a pixel, rotated about it), got "
+            f"filter_shape {shape}"
+        )
+    return int(shape[0])
+
+
+def _check_padding(where: str, padding) -> str:
+    p = str(padding).upper()
+    if p not in PADDINGS:
+        raise ValueError(f"{where}: padding must be one of {PADDINGS}, got {padding!r}")
+    return p
+
+
+def _check_std(where: str, name: str, v) -> Optional[float]:
+    if v is None:
+        return None
+    v = float(v)
+    if not (v == v and abs(v) != float("inf")):
+        raise ValueError(f"{where}: {name} must be a finite number, got {v!r}")
+    return v
+
+
+def _check_grid(where: str, H: int, W: int, q: int, padding: str, group: PlanarGroup, what: str):
+    if padding == "VALID" and (H < q or W < q):
+        raise ValueError(f"{where}: {what} of size {H}×{W} are smaller than the {q}×{q} VALID filter")
+    if group.square_only and H != W:
+        raise ValueError(f"{where}: {group.name} needs square {what}, got {H}×{W}")
+
+
+def _check_images(where: str, shape, q: int, padding: str, group: PlanarGroup):
+    if len(shape) != 4:
+        raise ValueError(f"{where}: inputs must be images of shape (N, H, W, C), got shape {tuple(shape)}")
+    _check_grid(where, shape[1], shape[2], q, padding, group, "images")
+
+
+def _check_group_maps(where: str, shape, group: PlanarGroup, q: int, padding: str):
+    if len(shape) != 5 or shape[1] != group.order:
+        raise ValueError(
+            f"{where}: inputs must be functions on {group.name} of shape (N, {group.order}, H, W, C), got shape "
+            f"{tuple(shape)}"
+        )
+    _check_grid(where, shape[2], shape[3], q, padding, group, "feature maps")
+
+
+def _params(key, shape, out_channels, b_std):
+    kw, kb = jax.random.split(key)
+    w = jax.random.normal(kw, shape)
+    b = jax.random.normal(kb, (out_channels,)) if b_std is not None else None
+    return w, b
+
+
+def _b2(b_std):
+    return 0.0 if b_std is None else b_std**2
+
+
+def _lift_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padding, W_std, b_std) -> Layer:
+    O = _check_out_channels(where, out_channels)
+    q = _check_filter(where, filter_shape)
+    padding = _check_padding(where, padding)
+    W_std = _check_std(where, "W_std", W_std)
+    b_std = _check_std(where, "b_std", b_std)
+    plain = group.order == 1
+
+    def init_fn(key, input_shape):
+        _check_images(where, input_shape, q, padding, group)
+        N, H, W, C = input_shape
+        Ho, Wo = output_size(H, q, padding), output_size(W, q, padding)
+        out = (N, Ho, Wo, O) if plain else (N, group.order, Ho, Wo, O)
+        return out, _params(key, (q, q, C, O), O, b_std)
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        _check_images(where, x.shape, q, padding, group)
+        w, b = params
+        y = lift_apply(x, w, b, group, padding, W_std, b_std)
+        return y[:, 0] if plain else y
+
+    def op(state):
+        if not isinstance(state, Inputs):
+            raise ValueError(f"{where} must be the first layer of a network (it takes images)")
+        _check_images(where, state.x1.shape, q, padding, group)
+        return lift_pairs(state.x1, state.x2, group, q, padding, W_std**2, _b2(b_std), state.with_ntk, state.cost)
+
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding})"))
+
+
+def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padding, W_std, b_std) -> Layer:
+    O = _check_out_channels(where, out_channels)
+    q = _check_filter(where, filter_shape)
+    padding = _check_padding(where, padding)
+    W_std = _check_std(where, "W_std", W_std)
+    b_std = _check_std(where, "b_std", b_std)
+    G = group.order
+
+    def init_fn(key, input_shape):
+        _check_group_maps(where, input_shape, group, q, padding)
+        N, _, H, W, C = input_shape
+        out = (N, G, output_size(H, q, padding), output_size(W, q, padding), O)
+        return out, _params(key, (G, q, q, C, O), O, b_std)
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        _check_group_maps(where, x.shape, group, q, padding)
+        w, b = params
+        return group_conv_apply(x, w, b, group, padding, W_std, b_std)
+
+    def op(state):
+        if not isinstance(state, SpatialPairs) or state.group != group:
+            got = f"a {state.group.name} kernel" if isinstance(state, SpatialPairs) else type(state).__name__
+            raise ValueError(f"{where} needs functions on {group.name} as input (put its lifting layer first), got {got}")
+        H, W = state.grid
+        _check_grid(where, H, W, q, padding, group, "feature maps")
+        return state.conv(q, padding, W_std**2, _b2(b_std))
+
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding})"))
+
+
+def Z2ConvP4(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+             b_std: Optional[float] = None) -> Layer:
+    """Lifting convolution ``(N, H, W, C)`` → ``(N, 4, H', W', out_channels)`` on ``p4 = C_4 ⋉ Z²``.
+
+    Output element ``r`` is the correlation with the filter rotated by ``r·90°``. Square images.
+    """
+    return _lift_layer(P4, "Z2ConvP4", out_channels, filter_shape, padding, W_std, b_std)
+
+
+def P4ConvP4(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+             b_std: Optional[float] = None) -> Layer:
+    """Group convolution on ``p4``: ``(N, 4, H, W, C)`` → ``(N, 4, H', W', out_channels)``."""
+    return _group_layer(P4, "P4ConvP4", out_channels, filter_shape, padding, W_std, b_std)
+
+
+def Z2ConvP4M(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+              b_std: Optional[float] = None) -> Layer:
+    """Lifting convolution onto ``p4m = D_4 ⋉ Z²`` (rotations and flips): ``(N, 8, H', W', out_channels)``."""
+    return _lift_layer(P4M, "Z2ConvP4M", out_channels, filter_shape, padding, W_std, b_std)
+
+
+def P4MConvP4M(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+               b_std: Optional[float] = None) -> Layer:
+    """Group convolution on ``p4m``: ``(N, 8, H, W, C)`` → ``(N, 8, H', W', out_channels)``."""
+    return _group_layer(P4M, "P4MConvP4M", out_channels, filter_shape, padding, W_std, b_std)
+
+
+def Z2ConvP2(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+             b_std: Optional[float] = None) -> Layer:
+    """Lifting convolution onto ``p2 = C_2 ⋉ Z²`` (180° rotations): ``(N, 2, H', W', out_channels)``.
+
+    Images may be rectangular.
+    """
+    return _lift_layer(P2, "Z2ConvP2", out_channels, filter_shape, padding, W_std, b_std)
+
+
+def P2ConvP2(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+             b_std: Optional[float] = None) -> Layer:
+    """Group convolution on ``p2``: ``(N, 2, H, W, C)`` → ``(N, 2, H', W', out_channels)``."""
+    return _group_layer(P2, "P2ConvP2", out_channels, filter_shape, padding, W_std, b_std)
+
+
+def Conv(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
+         b_std: Optional[float] = None) -> Layer:
+    """Plain 2-d convolution ``(N, H, W, C)`` → ``(N, H', W', out_channels)`` (the trivial group).
+
+    Kernel before pooling: ``(N1, N2, H, W, H, W)``.
+    """
+    lift = _lift_layer(TRIVIAL, "Conv", out_channels, filter_shape, padding, W_std, b_std)
+    q = _check_filter("Conv", filter_shape)
+    padding = _check_padding("Conv", padding)
+    W_std = _check_std("Conv", "W_std", W_std)
+    b_std = _check_std("Conv", "b_std", b_std)
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        _check_images("Conv", x.shape, q, padding, TRIVIAL)
+        w, b = params
+        y = conv2d(x, w.astype(x.dtype), padding) * (W_std / (q * jnp.sqrt(x.shape[-1])))
+        return y if b is None else y + b_std * b.astype(x.dtype)
+
+    def op(state):
+        if isinstance(state, Inputs):
+            return lift.kernel_fn.op(state)
+        if not isinstance(state, SpatialPairs) or state.group != TRIVIAL:
+            raise ValueError("Conv acts on images or plain CNN feature maps; for group feature maps use the "
+                             "group's convolution (e.g. P4ConvP4)")
+        H, W = state.grid
+        _check_grid("Conv", H, W, q, padding, TRIVIAL, "feature maps")
+        return state.conv(q, padding, W_std**2, _b2(b_std))
+
+    return Layer(lift.init_fn, apply_fn, KernelFn(op, name=lift.kernel_fn.name))
+
+
+def _pool_op(where: str, plain_only: bool):
+    def op(state):
+        if not isinstance(state, SpatialPairs):
+            raise ValueError(f"{where} needs spatial feature maps (put a Conv or a lifting layer first)")
+        if plain_only and state.group != TRIVIAL:
+            raise ValueError(f"{where} pools plain CNN maps; use GroupPool for functions on {state.group.name}")
+        return state.pool()
+
+    return op
+
+
+def GroupPool() -> Layer:
+    """Mean over the group and space: ``(N, |G|, H, W, C)`` → ``(N, C)`` (also ``(N, H, W, C)`` → ``(N, C)``)."""
+
+    def init_fn(key, input_shape):
+        return (input_shape[0], input_shape[-1]), ()
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        if x.ndim not in (4, 5):
+            raise ValueError(f"GroupPool: expected (N, |G|, H, W, C) or (N, H, W, C), got shape {x.shape}")
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+    return Layer(init_fn, apply_fn, KernelFn(_pool_op("GroupPool", False), name="GroupPool"))
+
+
+def GlobalAvgPool() -> Layer:
+    """Mean over space of plain CNN maps: ``(N, H, W, C)`` → ``(N, C)``."""
+
+    def init_fn(key, input_shape):
+        return (input_shape[0], input_shape[-1]), ()
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        if x.ndim != 4:
+            raise ValueError(f"GlobalAvgPool: expected (N, H, W, C), got shape {x.shape}")
+        return jnp.mean(x, axis=(1, 2))
+
+    return Layer(init_fn, apply_fn, KernelFn(_pool_op("GlobalAvgPool", True), name="GlobalAvgPool"))

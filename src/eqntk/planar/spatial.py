@@ -1,0 +1,89 @@
+"""The CNN kernel operator: the mean of a spatial pair kernel over a filter window.
+
+A convolution with a white ``q × q`` filter maps the covariance ``K(t, t')`` of
+its (padded) input maps to ``A[K](t, t') = (1/q²) Σ_y K(t + y, t' + y)``, the
+sum over the window offsets ``y ∈ {−r..r}²`` (``q = 2r + 1``). This is the hot
+loop of every planar kernel. It is a convolution of the 4-d array
+``K(i, j, i', j')`` with a diagonal filter, and it is separable: a diagonal
+filter on the ``(i, i')`` plane, then on ``(j, j')``. Each one is evaluated as
+the sum of its ``q`` taps, i.e. of ``q`` shifted views of the padded array,
+which XLA fuses into one memory pass (``2q`` adds per element instead of the
+``q⁴`` multiply-adds of a dense 4-d convolution or the ``2q²`` of two dense
+2-d ones; measured 1.3–2× faster than ``lax.conv_general_dilated`` on CPU).
+
+Padding (of the layer's input maps, hence of the kernel in each argument):
+
+* ``'SAME'``: zeros outside the grid; output grid = input grid;
+* ``'CIRCULAR'``: periodic; output grid = input grid;
+* ``'VALID'``: no padding; the grid shrinks by ``q − 1`` per axis.
+
+The self-variance maps ``v(t) = K(t, t)`` follow the same operator on the
+diagonal: ``v'(t) = (1/q²) Σ_y v(t + y)``, a ``q × q`` box filter.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["PADDINGS", "window_mean", "window_mean_diag", "output_size"]
+
+PADDINGS = ("SAME", "VALID", "CIRCULAR")
+
+
+def output_size(n: int, q: int, padding: str) -> int:
+    """Grid size after a ``q``-tap window along an axis of size ``n``."""
+    return n - q + 1 if padding == "VALID" else n
+
+
+def _pad(x, axes, r: int, padding: str):
+    if padding == "VALID" or r == 0:
+        return x
+    widths = [(0, 0)] * x.ndim
+    for a in axes:
+        widths[a % x.ndim] = (r, r)
+    return jnp.pad(x, widths, mode="wrap" if padding == "CIRCULAR" else "constant")
+
+
+def _diag_taps(x, ax1: int, ax2, q: int, n_out: int):
+    """``Σ_{a<q} x[.., a:a+n_out (ax1), .., a:a+n_out (ax2), ..]`` (``ax2`` may be ``None``)."""
+
+    def view(a):
+        idx = [slice(None)] * x.ndim
+        idx[ax1] = slice(a, a + n_out)
+        if ax2 is not None:
+            idx[ax2] = slice(a, a + n_out)
+        return x[tuple(idx)]
+
+    acc = view(0)
+    for a in range(1, q):  # the q taps of the (diagonal) filter; unrolled at trace time
+        acc = acc + view(a)
+    return acc
+
+
+def window_mean(K: jax.Array, q: int, padding: str) -> jax.Array:
+    """``A[K](t, t') = (1/q²) Σ_{y ∈ window} K(t + y, t' + y)``.
+
+    ``K``: ``(..., H, W, H', W')`` pair kernel (first argument's grid ``(H, W)``,
+    second's ``(H', W')``; both the same size). Returns ``(..., Ho, Wo, Ho, Wo)``,
+    ``Ho = output_size(H, q, padding)``.
+    """
+    H, W = K.shape[-4], K.shape[-3]
+    r = (q - 1) // 2
+    nd = K.ndim
+    x = _pad(K, (nd - 4, nd - 2), r, padding)
+    x = _diag_taps(x, nd - 4, nd - 2, q, output_size(H, q, padding))
+    x = _pad(x, (nd - 3, nd - 1), r, padding)
+    x = _diag_taps(x, nd - 3, nd - 1, q, output_size(W, q, padding))
+    return x * (1.0 / (q * q))
+
+
+def window_mean_diag(v: jax.Array, q: int, padding: str) -> jax.Array:
+    """The operator on the diagonal: ``v'(t) = (1/q²) Σ_y v(t + y)`` for ``v`` of shape ``(..., H, W)``."""
+    H, W = v.shape[-2], v.shape[-1]
+    r = (q - 1) // 2
+    nd = v.ndim
+    x = _pad(v, (nd - 2, nd - 1), r, padding)
+    x = _diag_taps(x, nd - 2, None, q, output_size(H, q, padding))
+    x = _diag_taps(x, nd - 1, None, q, output_size(W, q, padding))
+    return x * (1.0 / (q * q))
