@@ -198,16 +198,19 @@ def _chunks(counts: np.ndarray, max_pairs: int):
         a = b
 
 
-def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] = None, **kwargs) -> np.ndarray:
+def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] = None, *, dtype=np.float64,
+                        **kwargs) -> np.ndarray:
     """Real-SH coefficients of every atom's environment.
 
     Args:
         molecules: a :class:`MoleculeSet` (positions in Å).
         spec: an :class:`EnvironmentSpec`; keyword arguments override its fields
             (e.g. ``atomic_environments(ms, bandlimit=6, cutoff=4.0)``).
+        dtype: dtype of the result (computed in float64; ``np.float32`` halves the memory,
+            ``n_atoms · L² · C`` numbers: 0.7 GB in float64 for 5,000 QM9 molecules at the defaults).
 
     Returns:
-        float64 array ``(n_atoms, L², C)`` in atom order (the order of ``molecules.Z``),
+        array ``(n_atoms, L², C)`` in atom order (the order of ``molecules.Z``),
         ready for ``stax.S2ConvSO3`` (see the module docstring for the channels).
 
     Raises:
@@ -234,7 +237,7 @@ def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] 
     powers = np.asarray(spec.powers)
     cl_flat = np.repeat(smoothing_coefficients(L, spec.smoothing, spec.width), 2 * np.arange(L) + 1)
 
-    out = np.zeros((molecules.n_atoms_total, L * L, spec.n_channels))
+    out = np.zeros((molecules.n_atoms_total, L * L, spec.n_channels), dtype=dtype)
     off = molecules.offsets
     for a, b in _chunks(counts, _MAX_PAIRS_PER_CHUNK):
         c = counts[a:b]
@@ -270,8 +273,8 @@ def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] 
             A = scipy.sparse.csr_matrix((w.ravel(), (rows.ravel(), cols.ravel())),
                                         shape=((atom1 - atom0) * C_nb, i.size))
             f = np.asarray(A @ _harmonics(d, L))  # ((atoms·C_nb), L²)
-            out[atom0:atom1, :, :C_nb] = f.reshape(atom1 - atom0, C_nb, L * L).transpose(0, 2, 1)
-    out[:, :, :C_nb] *= cl_flat[None, :, None]
+            f = f.reshape(atom1 - atom0, C_nb, L * L).transpose(0, 2, 1) * cl_flat[None, :, None]
+            out[atom0:atom1, :, :C_nb] = f
     if spec.include_center:
         out[np.arange(molecules.n_atoms_total), 0, C_nb + elem] = charge / np.sqrt(4 * np.pi)
     return out
