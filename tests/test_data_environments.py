@@ -60,7 +60,7 @@ def test_funk_hecke_against_s2_projection(smoothing, width):
 def test_environment_equals_projection_of_real_space_signal():
     """The whole construction (weights, cutoff, channels) vs projecting the signal built on a grid."""
     ms = D.load_qm9()
-    i, mol = 0, ms[int(np.nonzero(ms.ids == 8)[0][0])]  # gdb 8: CH3OH
+    mol = ms[int(np.nonzero(ms.ids == 8)[0][0])]  # gdb 8: CH3OH
     one = MoleculeSet.from_molecules([(mol.Z, mol.R)])
     spec = D.EnvironmentSpec(bandlimit=6, cutoff=2.2, powers=(1.0, 2.5), smoothing="vmf", width=0.45,
                              include_center=True)

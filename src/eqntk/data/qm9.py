@@ -31,7 +31,7 @@ import csv
 import importlib.util
 import os
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Mapping, Union
 
 import numpy as np
 
