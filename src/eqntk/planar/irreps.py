@@ -11,7 +11,9 @@ Irreps used: C_n (trivial, p2, p4) — the characters ``χ_j(d) = exp(−2πi j 
 (complex for n = 4; real ``±1`` for n ≤ 2); D_4 (p4m) — the real irreps
 ``A1`` (trivial), ``A2`` (det), ``B1`` ((−1)^k), ``B2`` ((−1)^k det) and the
 2-dimensional ``E`` (``ρ(d) = A_d``, the matrix acting on pixels).
-The trivial irrep's block is the group average of ``M_d``.
+The trivial irrep's block is the group average of ``M_d``. On the functions
+``r ↦ ρ(r)ᵀ v`` the kernel operator acts as ``Σ_d ρ(d)ᵀ ⊗ M_d = |G| K̂(ρ)ᵀ``: its
+spectrum is the union over ``ρ`` of ``dim ρ`` copies of the spectrum of ``|G| K̂(ρ)``.
 """
 
 from __future__ import annotations
@@ -64,4 +66,4 @@ def group_fourier_inverse(blocks: dict, group: PlanarGroup, axis: int = 2):
         # tr(ρ(d)^† B) = Σ_ij conj(ρ_ij(d)) B_ij
         total = total + dim * jnp.tensordot(np.conj(rho), b, axes=([1, 2], [0, 1]))
     M = jnp.moveaxis(total, 0, axis)
-    return M.real if jnp.iscomplexobj(M) and not any(np.iscomplexobj(r) for r in []) else M
+    return M.real if jnp.iscomplexobj(M) else M
