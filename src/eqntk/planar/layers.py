@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import jax
 import jax.numpy as jnp
 
@@ -44,7 +45,10 @@ def _check_out_channels(where: str, value) -> int:
 
 
 def _check_filter(where: str, filter_shape) -> int:
-    shape = (filter_shape, filter_shape) if isinstance(filter_shape, int) else tuple(filter_shape)
+    if np.ndim(filter_shape) == 0:
+        shape = (filter_shape, filter_shape)
+    else:
+        shape = tuple(np.ravel(filter_shape).tolist()) if np.ndim(filter_shape) == 1 else ()
     if len(shape) != 2 or any(isinstance(s, bool) or int(s) != s or s < 1 for s in shape):
         raise ValueError(f"{where}: filter_shape must be an odd integer q or a pair (q, q), got {filter_shape!r}")
     if shape[0] != shape[1]:
