@@ -76,3 +76,20 @@ def test_grid_rule():
     assert 2 * B - 2 >= 2 * 5 + 2
     with pytest.raises(ValueError):
         T.transform_tables(3, 4)
+
+
+@pytest.mark.parametrize("L,B,L_out", [(3, 4, 2), (5, 7, 5)])
+def test_dense_and_separable_slice_routes_agree(L, B, L_out):
+    import jax
+
+    blk = _random_blocks(L, lead=(2, 3), seed=2)
+    out = {}
+    for route in ("dense", "separable"):
+        xs, synth = T.slice_plan(B, L, route).synthesiser(blk)
+        xa, analyse, finish = T.slice_plan(B, L_out, route).analyser(blk.dtype)
+        vals = jax.lax.map(synth, xs)  # (nβ, 2, 3, nα, nγ)
+        partial = jax.lax.map(lambda t: analyse(t[0] ** 2, t[1]), (vals, xa))
+        out[route] = (jnp.moveaxis(vals, 0, -2), finish(partial))
+    np.testing.assert_allclose(out["dense"][0], out["separable"][0], atol=1e-12)
+    np.testing.assert_allclose(out["dense"][0], T.to_grid(blk, B), atol=1e-12)
+    np.testing.assert_allclose(out["dense"][1], out["separable"][1], atol=1e-12)

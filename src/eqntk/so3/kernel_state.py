@@ -30,8 +30,8 @@ import jax.numpy as jnp
 
 from ..core.kernel import Cost, InvariantKernel, pytree_dataclass
 from .quadrature import grid_bandlimit_for, so3_grid
-from .transform import analysis_finish, analysis_slice, synthesis_prepare, synthesis_slice, transform_tables
-from .wigner import _pad_index, unpad_blocks, wigner_d_beta, z_rotation_factors
+from .transform import fourier_cost_per_point, slice_plan
+from .wigner import _pad_index, pad_blocks, unpad_blocks, wigner_d_beta, z_rotation_factors
 
 __all__ = ["LiftBase", "FourierBase", "PairFunction", "SO3Pairs", "integrate"]
 
@@ -57,32 +57,47 @@ class LiftBase:
     bias: float
     with_ntk: bool
 
+    def packed_blocks(self):
+        """Fourier blocks of ψ packed ``(..., Σ(2l+1)²)`` (order l, m, n): one matmul per degree."""
+        L, c = self.L, self.L - 1
+        out = []
+        for l in range(L):
+            a = self.left[:, l, c - l : c + l + 1, :]  # (t1, 2l+1, C)
+            b = self.right[:, l, c - l : c + l + 1, :]
+            if self.outer:
+                t1, t2, k = a.shape[0], b.shape[0], 2 * l + 1
+                g = (a.reshape(t1 * k, -1) @ b.reshape(t2 * k, -1).T).reshape(t1, k, t2, k)
+                out.append(jnp.transpose(g, (0, 2, 1, 3)).reshape(t1, t2, k * k))
+            else:
+                out.append(jnp.einsum("tmc,tnc->tmn", a, b).reshape(a.shape[0], -1))
+        A = self.scale * jnp.concatenate(out, axis=-1)
+        return A.at[..., 0].add(self.bias)
+
     def blocks(self):
         """Fourier blocks ``(..., L, P, P)`` of ψ (and of Θ = ψ)."""
-        eq = "aLmc,bLnc->abLmn" if self.outer else "aLmc,aLnc->aLmn"
-        A = self.scale * jnp.einsum(eq, self.left, self.right)
-        c = self.L - 1
-        A = A.at[..., 0, c, c].add(self.bias)
+        A = pad_blocks(self.packed_blocks())
         return A, (A if self.with_ntk else None)
 
     def uses_fourier_route(self, grid) -> bool:
-        """Whether synthesising from Wigner-D blocks beats the direct matrix product.
+        """Whether synthesising ψ from its Wigner-D blocks beats the direct matrix product.
 
-        Direct: ``2 nα nγ L² C`` flops per pair and β-slice, in one large matmul. Fourier:
-        ``2 (4 L P² + nα P² + nα nγ P)`` in small batched products (P = 2L - 1), which run
-        about 6× less efficiently on CPU (measured): it wins for many channels.
+        Direct: ``L² C`` multiply-adds per pair and grid point, in one large matmul per β-slice;
+        the Fourier routes cost :func:`~eqntk.so3.transform.fourier_cost_per_point`, independent
+        of the number of channels ``C``: they win for many channels.
         """
-        na, ng = grid.alpha.size, grid.gamma.size
-        L, P, C = self.L, 2 * self.L - 1, self.left.shape[-1]
-        direct = 2 * na * ng * L * L * C
-        fourier = 2 * (4 * L * P * P + na * P * P + na * ng * P)
-        return direct > 6 * fourier
+        return fourier_cost_per_point(grid, self.L) < self.L**2 * self.left.shape[-1]
 
     def slicer(self, grid):
         """``(xs, f)``: scan inputs with leading axis n_beta and ``f(x) -> (nngp_b, ntk_b)``."""
         if self.uses_fourier_route(grid):
-            n, _ = self.blocks()
-            return FourierBase(n, None, self.L, ntk_is_nngp=self.with_ntk).slicer(grid)
+            xs, fn = slice_plan(grid.bandlimit, self.L).synthesiser(self.packed_blocks(), packed=True)
+            with_ntk = self.with_ntk
+
+            def f_fourier(x):
+                v = fn(x)
+                return v, (v if with_ntk else None)
+
+            return xs, f_fourier
         L = self.L
         dt = self.left.dtype
         ca, sa = z_rotation_factors(L, jnp.asarray(-grid.alpha, dt))  # (nα, P)
@@ -93,7 +108,7 @@ class LiftBase:
         ls, ms = _pad_index(L)
         t2, ng = H.shape[0], H.shape[1]
         H = H[:, :, ls, ms, :].reshape(t2, ng, -1)  # (t2, nγ, L²C)
-        d = wigner_d_beta(L, jnp.asarray(grid.beta, dt), dtype=dt)  # (nβ, L, P, P)
+        d = jnp.asarray(wigner_d_beta(L, grid.beta, dtype=np.float64, xp=np), dt)  # (nβ, L, P, P)
         outer, scale, bias, with_ntk = self.outer, self.scale, self.bias, self.with_ntk
 
         def f(d_b):
@@ -135,17 +150,18 @@ class FourierBase:
         return self.nngp, (self.nngp if self.ntk_is_nngp else self.ntk)
 
     def slicer(self, grid):
-        t = transform_tables(grid.bandlimit, self.L)
-        Sn = jnp.moveaxis(synthesis_prepare(self.nngp, t), -3, 0)  # (nβ, ..., P, P)
-        same = self.ntk_is_nngp
-        St = None if (self.ntk is None or same) else jnp.moveaxis(synthesis_prepare(self.ntk, t), -3, 0)
+        plan = slice_plan(grid.bandlimit, self.L)
+        xn, fn = plan.synthesiser(self.nngp)
+        if self.ntk is None or self.ntk_is_nngp:
+            same = self.ntk_is_nngp
 
-        def f(x):
-            sn, st = x
-            vn = synthesis_slice(sn, t)
-            return vn, (vn if same else (None if st is None else synthesis_slice(st, t)))
+            def f(x):
+                v = fn(x)
+                return v, (v if same else None)
 
-        return (Sn, St), f
+            return xn, f
+        xt, ft = plan.synthesiser(self.ntk)
+        return (xn, xt), lambda x: (fn(x[0]), ft(x[1]))
 
     def cost(self, grid) -> Cost:
         P = 2 * self.L - 1
@@ -191,19 +207,19 @@ def integrate(pf: PairFunction, L_out: int, oversampling: float):
     if not pf.maps and isinstance(pf.base, FourierBase) and pf.base.L == L_out:
         return pf.base.blocks()
     grid = integration_grid(pf, L_out, oversampling)
-    tab = transform_tables(grid.bandlimit, L_out)
     xs, slice_fn = pf.base.slicer(grid)
+    dtype = jax.tree_util.tree_leaves(pf.base)[0].dtype
+    xa, analyse, finish = slice_plan(grid.bandlimit, L_out).analyser(dtype)
 
     def body(carry, x):
-        nngp, ntk = slice_fn(x)
+        xb, ab = x
+        nngp, ntk = slice_fn(xb)
         for m, vl, vr in zip(pf.maps, pf.var_left, pf.var_right):
             nngp, ntk = m.kernel(nngp, ntk, vl[..., None, None], vr[..., None, None])
-        return carry, (analysis_slice(nngp, tab), None if ntk is None else analysis_slice(ntk, tab))
+        return carry, (analyse(nngp, ab), None if ntk is None else analyse(ntk, ab))
 
-    _, (Pn, Pt) = jax.lax.scan(body, None, xs)
-    out_n = analysis_finish(jnp.moveaxis(Pn, 0, -3), tab)
-    out_t = None if Pt is None else analysis_finish(jnp.moveaxis(Pt, 0, -3), tab)
-    return out_n, out_t
+    _, (Pn, Pt) = jax.lax.scan(body, None, (xs, xa))
+    return finish(Pn), (None if Pt is None else finish(Pt))
 
 
 def integrate_cost(pf: PairFunction, L_out: int, oversampling: float) -> Cost:

@@ -26,7 +26,6 @@ import dataclasses
 import functools
 
 import numpy as np
-import jax
 import jax.numpy as jnp
 
 from .quadrature import SO3Grid, so3_grid
@@ -76,8 +75,7 @@ def transform_tables(grid_bandlimit: int, L: int) -> TransformTables:
         raise ValueError(f"grid bandlimit {grid_bandlimit} cannot resolve coefficients of bandlimit {L}")
     grid = so3_grid(grid_bandlimit)
     P = 2 * L - 1
-    with jax.ensure_compile_time_eval():
-        d = np.asarray(wigner_d_beta(L, np.asarray(grid.beta), dtype=np.float64))  # (B, L, P, P)
+    d = wigner_d_beta(L, np.asarray(grid.beta), dtype=np.float64, xp=np)  # (B, L, P, P)
     m = np.arange(-(L - 1), L)
     sm = np.sign(m)[:, None]
     sn = np.sign(m)[None, :]
@@ -184,3 +182,121 @@ def from_grid(values, grid_bandlimit: int, L: int):
     t = transform_tables(grid_bandlimit, L)
     Psi = analysis_slice(jnp.moveaxis(values, -2, -3), t)  # (..., B, P, P)
     return analysis_finish(Psi, t)
+
+
+# --------------------------------------------------------------- slice plans
+#
+# Integrating layers consume a function one β-slice at a time. Two ways to go between blocks and
+# a slice: the separable route above (few flops, small awkward contractions) or one dense matrix
+# per slice, D_b[(l,m,n), (a,c)] = D^l_mn(α_a, β_b, γ_c) (more flops, one large matrix product).
+# On CPU the dense route wins for small bandlimits; the choice is made from a flop model.
+
+_SEPARABLE_INEFFICIENCY = 20.0  # measured on CPU: small batched contractions vs one large matmul
+
+
+def _separable_cost(grid: SO3Grid, L: int) -> float:
+    """Multiply-adds per pair and β-slice of the separable route (weighted by its inefficiency)."""
+    na, ng, P = grid.alpha.size, grid.gamma.size, 2 * L - 1
+    return _SEPARABLE_INEFFICIENCY * (4 * L * P * P + na * P * P + na * ng * P)
+
+
+def _dense_cost(grid: SO3Grid, L: int) -> float:
+    from .wigner import num_block_coeffs
+
+    return float(num_block_coeffs(L) * grid.alpha.size * grid.gamma.size)
+
+
+def fourier_cost_per_point(grid: SO3Grid, L: int) -> float:
+    """Multiply-adds per pair and grid point to synthesise a bandlimit-``L`` function (best route)."""
+    return min(_separable_cost(grid, L), _dense_cost(grid, L)) / (grid.alpha.size * grid.gamma.size)
+
+
+@functools.lru_cache(maxsize=32)
+def _dense_matrices(grid_bandlimit: int, L: int) -> np.ndarray:
+    """``D_b[(l,m,n), (a,c)]`` for every β node: ``(n_beta, Σ(2l+1)², n_alpha · n_gamma)`` float64."""
+    from .wigner import _block_index, wigner_D_padded
+
+    g = so3_grid(grid_bandlimit)
+    a, b, c = g.euler_angles()
+    D = wigner_D_padded(L, a, b, c, dtype=np.float64, xp=np)  # (nα, nβ, nγ, L, P, P)
+    ls, ms, ns = _block_index(L)
+    D = D[..., ls, ms, ns]  # (nα, nβ, nγ, M)
+    return np.ascontiguousarray(np.transpose(D, (1, 3, 0, 2)).reshape(g.beta.size, len(ls), -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SlicePlan:
+    """Transforms of bandlimit-``L`` functions one β-slice of ``so3_grid(grid_bandlimit)`` at a time.
+
+    Both methods return ``(xs, f)``: ``xs`` a pytree with leading axis n_beta to scan over, and
+    ``f`` the per-slice function.
+    """
+
+    grid_bandlimit: int
+    L: int
+    dense: bool
+
+    @property
+    def tables(self) -> TransformTables:
+        return transform_tables(self.grid_bandlimit, self.L)
+
+    def synthesiser(self, blocks, packed: bool = False):
+        """``f(x_b) -> values (..., n_alpha, n_gamma)`` of the function with these blocks.
+
+        ``blocks``: padded ``(..., L, P, P)``, or packed ``(..., Σ(2l+1)²)`` with ``packed=True``.
+        """
+        from .wigner import pad_blocks, unpad_blocks
+
+        if packed and not self.dense:
+            blocks = pad_blocks(blocks)
+        if self.dense:
+            flat = blocks if packed else unpad_blocks(blocks)
+            na = so3_grid(self.grid_bandlimit).alpha.size
+            D = jnp.asarray(_dense_matrices(self.grid_bandlimit, self.L), blocks.dtype)
+
+            def f(D_b):
+                v = flat @ D_b
+                return v.reshape(v.shape[:-1] + (na, -1))
+
+            return D, f
+        t = self.tables
+        return jnp.moveaxis(synthesis_prepare(blocks, t), -3, 0), lambda S_b: synthesis_slice(S_b, t)
+
+    def analyser(self, dtype):
+        """``(xs, f, finish)``: ``f(values, x_b)`` → partial; ``finish(stacked)`` → blocks (..., L, P, P)."""
+        if self.dense:
+            from .wigner import pad_blocks
+
+            g = so3_grid(self.grid_bandlimit)
+            ls = _block_index_l(self.L)
+            w = g.beta_weights / (g.alpha.size * g.gamma.size)
+            # (n_beta, n_alpha·n_gamma, M) with the weights and 2l+1 folded in
+            A = np.transpose(_dense_matrices(self.grid_bandlimit, self.L), (0, 2, 1)) * (
+                w[:, None, None] * (2 * ls + 1)[None, None, :])
+            A = jnp.asarray(A, dtype)
+
+            def f(values, A_b):
+                return values.reshape(values.shape[:-2] + (-1,)) @ A_b
+
+            return A, f, lambda stacked: pad_blocks(jnp.sum(stacked, axis=0))
+        t = self.tables
+        nb = so3_grid(self.grid_bandlimit).beta.size
+        return (jnp.zeros((nb, 0), dtype), lambda values, _: analysis_slice(values, t),
+                lambda stacked: analysis_finish(jnp.moveaxis(stacked, 0, -3), t))
+
+
+@functools.lru_cache(maxsize=64)
+def _block_index_l(L: int) -> np.ndarray:
+    from .wigner import _block_index
+
+    return _block_index(L)[0]
+
+
+def slice_plan(grid_bandlimit: int, L: int, route: str = "auto") -> SlicePlan:
+    """The cheaper route (``'dense'`` or ``'separable'``) for this grid and bandlimit."""
+    g = so3_grid(grid_bandlimit)
+    if route == "auto":
+        dense = _dense_cost(g, L) <= _separable_cost(g, L) and _dense_cost(g, L) * g.beta.size <= 2e7
+    else:
+        dense = route == "dense"
+    return SlicePlan(grid_bandlimit, L, dense)

@@ -118,36 +118,40 @@ def rotate_z(v, c, s, axis: int):
 # ------------------------------------------------------------------- D matrices
 
 
-def wigner_d_beta(bandlimit: int, beta, dtype=None):
+def wigner_d_beta(bandlimit: int, beta, dtype=None, xp=jnp):
     """``d^l(β) = D^l(R_y(β)) = J_l Z_l(β) J_lᵀ``, padded.
 
     Args:
         bandlimit: ``L``.
         beta: array of shape ``S``.
+        xp: ``jax.numpy`` (default) or ``numpy`` (float64 tables, whatever JAX's x64 flag).
 
     Returns:
         array ``S + (L, 2L-1, 2L-1)``.
     """
-    J = jnp.asarray(J_matrices(bandlimit), dtype=dtype)
-    c, s = z_rotation_factors(bandlimit, jnp.asarray(beta, dtype=dtype))
+    J = xp.asarray(J_matrices(bandlimit), dtype=dtype)
+    c, s = z_rotation_factors(bandlimit, xp.asarray(beta, dtype=dtype), xp=xp)
     c = c[..., None, None, :]
     s = s[..., None, None, :]
     # (J Z J^T)_{mn} = Σ_k J_{mk} (Z J^T)_{kn};  Z J^T = rows of J^T mixed
-    JT = jnp.swapaxes(J, -1, -2)
-    ZJT = c.swapaxes(-1, -2) * JT + s.swapaxes(-1, -2) * jnp.flip(JT, axis=-2)
+    JT = xp.swapaxes(J, -1, -2)
+    ZJT = xp.swapaxes(c, -1, -2) * JT + xp.swapaxes(s, -1, -2) * xp.flip(JT, axis=-2)
     return J @ ZJT
 
 
-def wigner_D_padded(bandlimit: int, alpha, beta, gamma, dtype=None):
-    """All ``D^l(α, β, γ)`` for ``l < L`` in padded layout: ``S + (L, 2L-1, 2L-1)``."""
-    d = wigner_d_beta(bandlimit, beta, dtype=dtype)
-    ca, sa = z_rotation_factors(bandlimit, jnp.asarray(alpha, dtype=dtype))
-    cg, sg = z_rotation_factors(bandlimit, jnp.asarray(gamma, dtype=dtype))
+def wigner_D_padded(bandlimit: int, alpha, beta, gamma, dtype=None, xp=jnp):
+    """All ``D^l(α, β, γ)`` for ``l < L`` in padded layout: ``S + (L, 2L-1, 2L-1)``.
+
+    ``xp=numpy`` computes in NumPy float64 (for tables), otherwise in JAX.
+    """
+    d = wigner_d_beta(bandlimit, beta, dtype=dtype, xp=xp)
+    ca, sa = z_rotation_factors(bandlimit, xp.asarray(alpha, dtype=dtype), xp=xp)
+    cg, sg = z_rotation_factors(bandlimit, xp.asarray(gamma, dtype=dtype), xp=xp)
     # Z(α) d: mix rows
-    d = ca[..., None, :, None] * d + sa[..., None, :, None] * jnp.flip(d, axis=-2)
+    d = ca[..., None, :, None] * d + sa[..., None, :, None] * xp.flip(d, axis=-2)
     # (Z(α) d) Z(γ): columns; (M Z)_{mn} = Σ_k M_{mk} Z_{kn}, Z_{kn} nonzero for k = ±n:
     # Z_{nn} = cos(|n|γ), Z_{-n,n} = s_{-n} = sign(n) sin(|n|γ) = -s_n
-    d = cg[..., None, None, :] * d - sg[..., None, None, :] * jnp.flip(d, axis=-1)
+    d = cg[..., None, None, :] * d - sg[..., None, None, :] * xp.flip(d, axis=-1)
     return d
 
 
