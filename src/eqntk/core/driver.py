@@ -89,11 +89,20 @@ def evaluate_tiles(
     n_out: int,
     progress: Optional[bool] = None,
     desc: str = "kernel tiles",
+    store=None,
+    batch_fn: Optional[Callable] = None,
+    n_devices: int = 1,
 ) -> list[np.ndarray]:
     """Run ``tile_fn(x1_tile, x2_tile) -> tuple of (t1, t2, ...) arrays`` over all tiles.
 
     With ``symmetric`` (``x2 is x1`` and scalar outputs) only tiles ``j ≥ i`` are
     computed and the rest is filled by transposition.
+
+    Args:
+        store: a :class:`~eqntk.core.store.TileStore`; finished tiles are loaded from it and new
+            ones saved to it as soon as they are computed (resumable runs).
+        batch_fn: ``batch_fn(x1_tiles, x2_tiles)`` computing ``n_devices`` stacked tiles at once
+            (sharded over devices); used when ``n_devices > 1``.
     """
     n1, n2 = x1.shape[0], x2.shape[0]
     starts1 = list(range(0, n1, t1))
@@ -107,10 +116,8 @@ def evaluate_tiles(
 
         bar = tqdm(total=len(jobs), desc=desc, unit="tile")
     results: list[Optional[np.ndarray]] = [None] * n_out
-    for i, j in jobs:
-        a = _pad_rows(x1[i : i + t1], t1)
-        b = _pad_rows(x2[j : j + t2], t2)
-        outs = tile_fn(a, b)
+
+    def place(i, j, outs):
         for k, o in enumerate(outs):
             if o is None:
                 continue
@@ -127,6 +134,35 @@ def evaluate_tiles(
                 results[k][j : j + nj, i : i + ni] = o[:ni, :nj].T
         if bar is not None:
             bar.update(1)
+
+    pending = []
+    for i, j in jobs:
+        saved = store.load(i, j, n_out) if store is not None else None
+        if saved is not None:
+            place(i, j, saved)
+        else:
+            pending.append((i, j))
+
+    def tiles(batch):
+        a = jnp.stack([_pad_rows(x1[i : i + t1], t1) for i, _ in batch])
+        b = jnp.stack([_pad_rows(x2[j : j + t2], t2) for _, j in batch])
+        return a, b
+
+    step = n_devices if (batch_fn is not None and n_devices > 1) else 1
+    for s in range(0, len(pending), step):
+        batch = pending[s : s + step]
+        if step > 1:
+            full = batch + [batch[-1]] * (step - len(batch))  # pad the last group
+            outs = batch_fn(*tiles(full))
+            per_tile = [[None if o is None else np.asarray(o[q]) for o in outs] for q in range(len(batch))]
+        else:
+            a, b = tiles(batch)
+            outs = tile_fn(a[0], b[0])
+            per_tile = [[None if o is None else np.asarray(o) for o in outs]]
+        for (i, j), outs_ij in zip(batch, per_tile):
+            if store is not None:
+                store.save(i, j, outs_ij)
+            place(i, j, outs_ij)
     if bar is not None:
         bar.close()
     return results

@@ -69,6 +69,10 @@ class KernelFn:
         tile_size: force tiles of ``tile_size × tile_size`` pairs.
         progress: show a progress bar (default: when there are ≥ 8 tiles and
             stderr is a terminal).
+        store: a directory; finished tiles are saved there as they complete, and a
+            re-run of the same computation resumes from them (see :mod:`eqntk.core.store`).
+        devices: devices to shard tiles over (default: all visible devices; one tile per
+            device at a time, with ``jax.shard_map``; multi-host after ``jax.distributed.initialize``).
 
     The computation runs in the dtype of the inputs (float64 when JAX's x64
     mode is on and the inputs are float64; float32 otherwise).
@@ -93,8 +97,28 @@ class KernelFn:
             self._cache[with_ntk] = jax.jit(f)
         return self._cache[with_ntk]
 
+    def _batch_fn(self, with_ntk: bool, devices):
+        """Tiles stacked along a leading axis, one per device, sharded with ``jax.shard_map``."""
+        key = ("batch", with_ntk, tuple(d.id for d in devices))
+        if key not in self._cache:
+            import numpy as np
+            from jax.sharding import Mesh, PartitionSpec
+
+            op = self.op
+            mesh = Mesh(np.array(devices), ("tiles",))
+            spec = PartitionSpec("tiles")
+
+            def per_device(a, b):
+                out = op(Inputs(a[0], b[0], with_ntk)).output()
+                return jax.tree_util.tree_map(lambda o: o[None], out)
+
+            self._cache[key] = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec),
+                                                     out_specs=spec))
+        return self._cache[key]
+
     def __call__(self, x1, x2=None, get=None, *, memory_budget: float = DEFAULT_MEMORY_BUDGET,
-                 tile_size: Optional[int] = None, progress: Optional[bool] = None):
+                 tile_size: Optional[int] = None, progress: Optional[bool] = None,
+                 store: Optional[str] = None, devices=None):
         kinds, single = _canonical_get(get)
         with_ntk = "ntk" in kinds
         x1, x2 = check_inputs(x1, x2)
@@ -110,8 +134,20 @@ class KernelFn:
         t1, t2 = choose_tile(x1.shape[0], x2v.shape[0], cost, itemsize, memory_budget, tile_size)
         scalar = all(s is None or s.shape[2:] == () for s in shapes)
         symmetric = same and scalar
+        devices = jax.devices() if devices is None else list(devices)
+        tile_store = None
+        if store is not None:
+            from .store import TileStore, fingerprint_arrays
+
+            tile_store = TileStore(store, {
+                "network": self.name, "x1": fingerprint_arrays(x1),
+                "x2": "x1" if same else fingerprint_arrays(x2), "dtype": str(x1.dtype),
+                "tile": [t1, t2], "symmetric": symmetric, "outputs": list(_KINDS[: 1 + with_ntk]),
+            })
         outs = evaluate_tiles(self._tile_fn(with_ntk), x1, x2v, symmetric, t1, t2, n_out=2,
-                              progress=progress, desc=self.name)
+                              progress=progress, desc="eqntk kernel", store=tile_store,
+                              batch_fn=self._batch_fn(with_ntk, devices) if len(devices) > 1 else None,
+                              n_devices=len(devices))
         result = {"nngp": outs[0], "ntk": outs[1] if with_ntk else None}
         arrays = [jnp.asarray(result[k]) for k in kinds]
         if single:
@@ -214,7 +250,7 @@ def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) 
 
         return map_values(x, f, linear=True)
 
-    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=f"Dense({out_channels})"))
+    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=f"Dense({out_channels}, W_std={W_std}, b_std={b_std})"))
 
 
 def Relu() -> Layer:
@@ -224,12 +260,12 @@ def Relu() -> Layer:
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """``a · erf(b x) + c`` (closed form)."""
-    return pointwise_layer(ErfMap(float(a), float(b), float(c)), "Erf")
+    return pointwise_layer(ErfMap(float(a), float(b), float(c)), f"Erf(a={a}, b={b}, c={c})")
 
 
 def Gelu(n_quadrature: int = 32) -> Layer:
     """Exact GELU ``x Φ(x)``; its kernel by Gauss–Hermite quadrature with ``n_quadrature²`` nodes."""
-    return pointwise_layer(ElementwiseMap(gelu, n=int(n_quadrature)), "Gelu")
+    return pointwise_layer(ElementwiseMap(gelu, n=int(n_quadrature)), f"Gelu(n_quadrature={n_quadrature})")
 
 
 def Elementwise(fn: Callable, nngp_fn: Optional[Callable] = None, d_nngp_fn: Optional[Callable] = None,
@@ -243,4 +279,5 @@ def Elementwise(fn: Callable, nngp_fn: Optional[Callable] = None, d_nngp_fn: Opt
     """
     if not callable(fn):
         raise ValueError("Elementwise: fn must be callable")
-    return pointwise_layer(ElementwiseMap(fn, nngp_fn, d_nngp_fn, int(n_quadrature)), "Elementwise")
+    return pointwise_layer(ElementwiseMap(fn, nngp_fn, d_nngp_fn, int(n_quadrature)),
+                           f"Elementwise({getattr(fn, '__qualname__', repr(fn))}, n_quadrature={n_quadrature})")

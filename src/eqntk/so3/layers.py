@@ -105,7 +105,7 @@ def S2ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opti
         return SO3Pairs(base(x1, x2, True, w), base(x1, x1, False, False), base(x2, x2, False, False),
                         var1, var2, w, state.cost)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"S2ConvSO3({L})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"S2ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std})"))
 
 
 def _as_signal(where, x):
@@ -162,7 +162,7 @@ def SO3ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opt
     def op(state):
         return _check_so3_state("SO3ConvSO3", state).conv(L, W_std, b_std, osf)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3ConvSO3({L})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std}, oversampling={osf})"))
 
 
 def SO3Pool(oversampling: float = 3.0) -> Layer:
@@ -182,4 +182,4 @@ def SO3Pool(oversampling: float = 3.0) -> Layer:
     def op(state):
         return _check_so3_state("SO3Pool", state).pool(osf)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name="SO3Pool"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3Pool(oversampling={osf})"))
