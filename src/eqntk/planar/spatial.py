@@ -7,9 +7,10 @@ loop of every planar kernel. It is a convolution of the 4-d array
 ``K(i, j, i', j')`` with a diagonal filter, and it is separable: a diagonal
 filter on the ``(i, i')`` plane, then on ``(j, j')``. Each one is evaluated as
 the sum of its ``q`` taps, i.e. of ``q`` shifted views of the padded array,
-which XLA fuses into one memory pass (``2q`` adds per element instead of the
-``q⁴`` multiply-adds of a dense 4-d convolution or the ``2q²`` of two dense
-2-d ones; measured 1.3–2× faster than ``lax.conv_general_dilated`` on CPU).
+which XLA fuses (padding included) into one memory pass per plane: ``2q`` adds
+per element instead of the ``q⁴`` multiply-adds of a dense 4-d convolution or
+the ``2q²`` of two dense 2-d ones (measured 2–4× faster than
+``lax.conv_general_dilated`` on 2 CPU cores).
 
 Padding (of the layer's input maps, hence of the kernel in each argument):
 
@@ -23,6 +24,7 @@ diagonal: ``v'(t) = (1/q²) Σ_y v(t + y)``, a ``q × q`` box filter.
 
 from __future__ import annotations
 
+import numpy as np
 import jax
 import jax.numpy as jnp
 
@@ -37,12 +39,22 @@ def output_size(n: int, q: int, padding: str) -> int:
 
 
 def _pad(x, axes, r: int, padding: str):
+    """Pad ``axes`` by ``r`` on both sides: zeros (SAME) or periodic (CIRCULAR).
+
+    Written as a ``take`` along each axis (out-of-range rows filled with 0 for SAME):
+    XLA fuses it into the tap sums that follow, where ``jnp.pad`` would materialise
+    the padded array (2–4× slower on CPU).
+    """
     if padding == "VALID" or r == 0:
         return x
-    widths = [(0, 0)] * x.ndim
     for a in axes:
-        widths[a % x.ndim] = (r, r)
-    return jnp.pad(x, widths, mode="wrap" if padding == "CIRCULAR" else "constant")
+        n = x.shape[a]
+        idx = np.arange(-r, n + r)
+        if padding == "CIRCULAR":
+            x = jnp.take(x, idx % n, axis=a, mode="clip")
+        else:
+            x = jnp.take(x, np.where((idx < 0) | (idx >= n), n, idx), axis=a, mode="fill", fill_value=0)
+    return x
 
 
 def _diag_taps(x, ax1: int, ax2, q: int, n_out: int):
