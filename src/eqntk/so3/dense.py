@@ -229,57 +229,70 @@ def _prep(net, x, dtype):
 
 
 def dense_pair_fns(net: DenseSO3Net, dtype=jnp.float64, with_ntk: bool = True):
-    """Jitted ``(self_fn, pair_fn)`` on inputs of shape ``(L_in², C)``.
+    """Jitted ``(self_fn, pair_fn)`` on single inputs of shape ``(L_in², C)``.
 
-    ``self_fn(x) -> diags`` (tuple of per-layer diagonal vectors of ``K_xx`` on the grid);
+    ``self_fn(x) -> diags`` (tuple of per-layer diagonal vectors of ``K_xx`` on the grids);
     ``pair_fn(x1, x2, diags1, diags2) -> (nngp, ntk)`` (scalars; ntk None unless ``with_ntk``).
+    The grid tables are arguments of the compiled functions, not constants baked into them.
     """
     tables = _tables(net, dtype)
-
-    @jax.jit
-    def self_fn(x):
-        f = _prep(net, x, dtype)
-        return _forward(net, tables, f, f, None, None, False)[2]
-
-    @jax.jit
-    def pair_fn(x1, x2, diags1, diags2):
-        n, t, _ = _forward(net, tables, _prep(net, x1, dtype), _prep(net, x2, dtype), diags1, diags2, with_ntk)
-        return n, t
-
-    return self_fn, pair_fn
+    self_j = jax.jit(lambda tab, x: _forward(net, tab, *(2 * (_prep(net, x, dtype),)), None, None, False)[2])
+    pair_j = jax.jit(lambda tab, x1, x2, d1, d2: _forward(net, tab, _prep(net, x1, dtype), _prep(net, x2, dtype),
+                                                        d1, d2, with_ntk)[:2])
+    return (lambda x: self_j(tables, x)), (lambda x1, x2, d1, d2: pair_j(tables, x1, x2, d1, d2))
 
 
-def dense_kernel_fn(net: DenseSO3Net, dtype=jnp.float64, with_ntk: bool = True):
-    """Jitted ``(x1, x2) -> (nngp, ntk)`` Gram matrices ``(N1, N2)``; pairs run sequentially (``lax.map``),
-    so the working memory is that of one pair (``~4 |G|²`` numbers)."""
-    tables = _tables(net, dtype)
+def _gram(net, dtype, with_ntk, symmetric, tables, x1, x2):
+    f1 = _prep(net, x1, dtype)
+    f2 = f1 if symmetric else _prep(net, x2, dtype)
 
     def selfd(f):
         return _forward(net, tables, f, f, None, None, False)[2]
 
-    @jax.jit
-    def fn(x1, x2):
-        f1, f2 = _prep(net, x1, dtype), _prep(net, x2, dtype)
-        d1 = jax.lax.map(selfd, f1)
-        d2 = jax.lax.map(selfd, f2)
-        n1, n2 = f1.shape[0], f2.shape[0]
-        i, j = jnp.meshgrid(jnp.arange(n1), jnp.arange(n2), indexing="ij")
+    d1 = jax.lax.map(selfd, f1)
+    d2 = d1 if symmetric else jax.lax.map(selfd, f2)
+    n1, n2 = f1.shape[0], f2.shape[0]
+    if symmetric:
+        i, j = np.triu_indices(n1)
+    else:
+        i, j = (a.ravel() for a in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
 
-        def one(ij):
-            a, b = ij
-            da = jax.tree_util.tree_map(lambda v: v[a], d1)
-            db = jax.tree_util.tree_map(lambda v: v[b], d2)
-            n, t, _ = _forward(net, tables, f1[a], f2[b], da, db, with_ntk)
-            return n, (t if with_ntk else jnp.zeros_like(n))
+    def one(ij):
+        a, b = ij
+        da = jax.tree_util.tree_map(lambda v: v[a], d1)
+        db = jax.tree_util.tree_map(lambda v: v[b], d2)
+        n, t, _ = _forward(net, tables, f1[a], f2[b], da, db, with_ntk)
+        return n, (t if with_ntk else jnp.zeros_like(n))
 
-        n, t = jax.lax.map(one, (i.ravel(), j.ravel()))
-        return n.reshape(n1, n2), (t.reshape(n1, n2) if with_ntk else None)
+    n, t = jax.lax.map(one, (jnp.asarray(i), jnp.asarray(j)))
+    N = jnp.zeros((n1, n2), n.dtype).at[i, j].set(n)
+    T = jnp.zeros((n1, n2), n.dtype).at[i, j].set(t)
+    if symmetric:  # mirror the upper triangle
+        N = N + jnp.triu(N, 1).T
+        T = T + jnp.triu(T, 1).T
+    return N, (T if with_ntk else None)
 
-    return fn
+
+def dense_kernel_fn(net: DenseSO3Net, dtype=jnp.float64, with_ntk: bool = True):
+    """Jitted ``kernel_fn(x1, x2=None) -> (nngp, ntk)``, Gram matrices ``(N1, N2)``.
+
+    Pairs run one after the other (``lax.map``) inside one compiled program, so the working
+    memory is that of one pair (a few ``|G|²`` arrays). With ``x2=None`` only the pairs
+    ``i ≤ j`` of ``x1`` are computed. Inputs: coefficients ``(N, L_in², C)``.
+    """
+    tables = _tables(net, dtype)
+    jitted = jax.jit(functools.partial(_gram, net, dtype, with_ntk), static_argnums=0)
+
+    def kernel_fn(x1, x2=None):
+        x1 = jnp.asarray(x1, dtype)
+        if x2 is None:
+            return jitted(True, tables, x1, x1)
+        return jitted(False, tables, x1, jnp.asarray(x2, dtype))
+
+    return kernel_fn
 
 
 def dense_kernel(net: DenseSO3Net, x1, x2=None, dtype=jnp.float64, with_ntk: bool = True):
     """NNGP and NTK Gram matrices ``(N1, N2)`` (NumPy) of the dense discretised network."""
-    x2 = x1 if x2 is None else x2
-    n, t = dense_kernel_fn(net, dtype, with_ntk)(jnp.asarray(x1, dtype), jnp.asarray(x2, dtype))
+    n, t = dense_kernel_fn(net, dtype, with_ntk)(x1, x2)
     return np.asarray(n), (None if t is None else np.asarray(t))
