@@ -155,13 +155,16 @@ class DenseSO3Net:
             raise ValueError("DenseSO3Net: give a nonlinearity (a PointwiseMap, e.g. ReluMap())")
 
 
+_wigner_D_jit = jax.jit(wigner_D_padded, static_argnums=(0, 4))
+
+
 def _tables(net: DenseSO3Net, dtype):
     """Per-grid weights and Wigner-D matrices at the grid points (padded layout)."""
     grids = [dh_so3_grid(b, net.grid_kind) for b in net.grids]
 
-    def D(grid, L):
-        return wigner_D_padded(L, jnp.asarray(grid.alpha, dtype), jnp.asarray(grid.beta, dtype),
-                               jnp.asarray(grid.gamma, dtype), dtype=dtype)  # (N, L, P, P)
+    def D(grid, L):  # (N, L, P, P)
+        return _wigner_D_jit(L, jnp.asarray(grid.alpha, dtype), jnp.asarray(grid.beta, dtype),
+                             jnp.asarray(grid.gamma, dtype), dtype)
 
     w = [jnp.asarray(g.weights, dtype) for g in grids]
     D_lift = D(grids[0], net.lift_bandlimit)
