@@ -1,0 +1,119 @@
+"""Data augmentation as a kernel: the group average of a non-equivariant kernel.
+
+Training a network on the full orbits of its data under a group ``G`` (infinite-width, gradient
+flow on MSE) gives, in expectation, the kernel method with the *augmented* kernel
+
+    k_G(x, x') = (1/|G|) Σ_g k(x, g·x')          (finite G),
+    k_G(x, x') = ∫_SO(3) k(x, R·x') dR            (SO(3), normalised Haar measure),
+
+for NNGP and NTK alike. Misof, Kessel & Gerken (ICML 2025) prove that a GCNN whose layers are
+group convolutions followed by group pooling and a *linear* head has exactly this kernel, with
+``k`` the kernel of its non-equivariant counterpart (the plain CNN; for SO(3), an MLP on the
+spherical-harmonic coefficients with matched normalisation), so both have the same mean
+prediction at all training times. A nonlinear head after the pooling breaks the identity.
+
+``augment(kernel_fn, group)`` returns a kernel function with the same call signature as
+``kernel_fn`` (``k(x1, x2=None, get=None, **kwargs)``):
+
+* ``group`` in ``{'p2', 'p4', 'p4m'}`` (or a :class:`eqntk.planar.PlanarGroup`): images
+  ``(N, H, W, C)`` transformed by 180°/90° rotations and flips about the image centre; exact.
+* ``group = 'so3'``: spherical signals ``(N, L², C)`` rotated exactly in Fourier space
+  (``f̂_l ↦ D^l(R) f̂_l``); the integral over SO(3) by the exact Euler quadrature of
+  :mod:`eqntk.so3.quadrature`. ``k(x, R·x')`` of an MLP is a smooth function of ``R`` whose
+  bandlimit is set by the input's ``L`` and the nonlinearity: ``oversampling`` plays the same
+  role as in :class:`eqntk.stax.SO3Pool` and the average converges exponentially fast in it
+  (``grid_bandlimit`` overrides the choice).
+* a sequence of callables ``g(x) -> x'``: any finite group given by its elements (include the
+  identity), exact.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import jax.numpy as jnp
+
+__all__ = ["augment", "group_elements"]
+
+
+def _planar(name):
+    from .planar.groups import P2, P4, P4M, PlanarGroup
+
+    if isinstance(name, PlanarGroup):
+        return name
+    table = {"p2": P2, "p4": P4, "p4m": P4M}
+    if name not in table:
+        raise ValueError(f"unknown group {name!r}: use 'p2', 'p4', 'p4m', 'so3' or a list of transforms")
+    return table[name]
+
+
+def group_elements(group, *, oversampling: float = 3.0, grid_bandlimit: Optional[int] = None,
+                   bandlimit: Optional[int] = None):
+    """``(transforms, weights)``: callables ``x -> g·x`` and weights summing to 1.
+
+    For ``'so3'``, ``bandlimit`` is the input's ``L`` (required to size the quadrature).
+    """
+    if isinstance(group, str) and group == "so3":
+        from .so3.quadrature import grid_bandlimit_for, so3_grid
+        from .so3.wigner import rotate_coeffs
+
+        if grid_bandlimit is None:
+            if bandlimit is None:
+                raise ValueError("augment(..., 'so3') needs the inputs' bandlimit to size its quadrature")
+            grid_bandlimit = grid_bandlimit_for(bandlimit, 1, oversampling, nonlinear=True)
+        g = so3_grid(int(grid_bandlimit))
+        A, B, G = (a.ravel() for a in g.euler_angles())
+        w = g.weights().ravel()
+        fns = [(lambda x, a=a, b=b, c=c: rotate_coeffs(x, a, b, c)) for a, b, c in zip(A, B, G)]
+        return fns, w
+    if isinstance(group, (list, tuple)) and all(callable(f) for f in group):
+        if not group:
+            raise ValueError("augment: the list of group elements is empty")
+        return list(group), np.full(len(group), 1.0 / len(group))
+    from .planar.groups import transform_grid
+
+    pg = _planar(group)
+
+    def act(d):
+        return lambda x: transform_grid(x, pg, axes=(1, 2), elements=[d])[:, 0]
+
+    return [act(d) for d in range(pg.order)], np.full(pg.order, 1.0 / pg.order)
+
+
+def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], *,
+            oversampling: float = 3.0, grid_bandlimit: Optional[int] = None) -> Callable:
+    """The group-averaged kernel ``(1/|G|) Σ_g k(x, g·x')`` of ``kernel_fn`` (see module docs).
+
+    Returns ``k_aug(x1, x2=None, get=None, **kwargs)`` with ``kernel_fn``'s conventions
+    (``get`` a string → an array; a tuple or ``None`` → a named tuple). Cost: ``|G|`` (or the
+    number of quadrature points) evaluations of ``kernel_fn``.
+    """
+    if not callable(kernel_fn):
+        raise ValueError("augment: kernel_fn must be callable")
+
+    def k_aug(x1, x2=None, get=None, **kwargs):
+        x1 = jnp.asarray(x1)
+        x2v = x1 if x2 is None else jnp.asarray(x2)
+        kinds = ("nngp", "ntk") if get is None else ((get,) if isinstance(get, str) else tuple(get))
+        L = None
+        if isinstance(group, str) and group == "so3":
+            if x1.ndim != 3:
+                raise ValueError(f"augment(..., 'so3') expects spherical signals (N, L², C), got {x1.shape}")
+            from .so3.harmonics import bandlimit_of
+
+            L = bandlimit_of(x1.shape[1])
+        fns, weights = group_elements(group, oversampling=oversampling, grid_bandlimit=grid_bandlimit,
+                                      bandlimit=L)
+        acc = None
+        for f, w in zip(fns, weights):
+            k = kernel_fn(x1, f(x2v), get=kinds, **kwargs)
+            vals = [w * np.asarray(getattr(k, name)) for name in kinds]
+            acc = vals if acc is None else [a + v for a, v in zip(acc, vals)]
+        out = [jnp.asarray(a) for a in acc]
+        if isinstance(get, str):
+            return out[0]
+        return collections.namedtuple("Kernel", kinds)(*out)
+
+    return k_aug
