@@ -46,12 +46,10 @@ def images(n=3, H=5, W=5, C=2, seed=0):
 def test_empirical_kernels_close_at_moderate_width(group, padding):
     x = images(H=6 if group == "p2" else 5)
     k = stax.serial(body(group, 1, padding), stax.Dense(1, b_std=0.2)).kernel_fn(x)
-    errs = []
-    for seed in range(2):
-        n, t = empirical(group, 128, x, seed, padding)
-        errs.append((rel(n, k.nngp), rel(t, k.ntk)))
-    # relative fluctuations ~ 1/√128 ≈ 0.09 times an O(1) constant; they are not that large here
-    assert np.mean(errs, axis=0).max() < 0.15, errs
+    n, t = empirical(group, 128, x, 0, padding)
+    errs = (rel(n, k.nngp), rel(t, k.ntk))
+    # relative fluctuations ~ 1/√128 ≈ 0.09 times an O(1) constant (measured 0.06–0.08 for p4)
+    assert max(errs) < 0.15, errs
 
 
 def test_per_element_kernels_converge():
@@ -64,7 +62,7 @@ def test_per_element_kernels_converge():
     x = np.concatenate([a, a + 0.3 * images(1, seed=4)])
     M = None
     errs = {}
-    for width in (64, 512):
+    for width in (32, 256):
         net = stax.serial(stax.Z2ConvP4(width, 3, "SAME", b_std=0.2), stax.Erf(), stax.P4ConvP4(width, 3, "SAME"))
         if M is None:
             M = np.asarray(net.kernel_fn(x[:1], x[1:], "nngp"))[0, 0]  # (4, H, W, H, W)
@@ -74,11 +72,11 @@ def test_per_element_kernels_converge():
             h = np.asarray(net.apply_fn(params, x))  # (2, 4, H, W, width)
             emp = np.einsum("hwc,dHWc->dhwHW", h[0, 0], h[1]) / width
             errs[width].append(rel(emp, M))
-    e64, e512 = np.mean(errs[64]), np.mean(errs[512])
-    assert e512 < 0.6 * e64, errs  # ≈ √(64/512) = 0.35 expected
+    e_small, e_big = np.mean(errs[32]), np.mean(errs[256])
+    assert e_big < 0.6 * e_small, errs  # ≈ √(32/256) = 0.35 expected
     # pairing element e of x with element d+1 of x' (a wrong layout) does not converge to M_d
-    emp_wrong = np.einsum("hwc,dHWc->dhwHW", h[0, 0], np.roll(h[1], 1, axis=0)) / 512
-    assert rel(emp_wrong, M) > 3 * e512, (rel(emp_wrong, M), errs)
+    emp_wrong = np.einsum("hwc,dHWc->dhwHW", h[0, 0], np.roll(h[1], 1, axis=0)) / 256
+    assert rel(emp_wrong, M) > 3 * e_big, (rel(emp_wrong, M), errs)
 
 
 @pytest.mark.slow
