@@ -158,6 +158,10 @@ def main():
             "time / ours; RSS ratio = their peak / ours.",
             "The machine was shared with another engineer's test runs: absolute times carry that load "
             "(see load_average_at_end); p4/cnn ratios are measured back to back in the same conditions.",
+            "A Gram matrix that fits one tile (small N) is computed whole (N² pairs); with several tiles only "
+            "the upper-triangle tiles are computed. Under load, first-call − median can read ~0 (compile_s).",
+            "Skipped rows (see 'skipped') were predicted, from the same image size at a smaller N (∝ N²), to run "
+            "longer than --max-seconds; 16×16 and 32×32 at N = 128 would take ~15–60 min per call here.",
         ],
         "rows": rows,
         "skipped": skipped,

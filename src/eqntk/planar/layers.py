@@ -73,6 +73,8 @@ def _check_padding(where: str, padding) -> str:
 
 def _check_std(where: str, name: str, v) -> Optional[float]:
     if v is None:
+        if name == "W_std":
+            raise ValueError(f"{where}: W_std must be a finite number, got None")
         return None
     v = float(v)
     if not (v == v and abs(v) != float("inf")):
