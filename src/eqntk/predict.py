@@ -778,10 +778,10 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, x_train: Array, y_train: 
     Returns:
         ``predict_fn(t=None, x_test=None, get=None, compute_cov=False)``:
 
-        * ``t``: time(s) (scalar or array, ``>= 0``); ``None`` means ``t = ∞`` computed by Cholesky
-          (kernel regression / GP inference), ``np.inf`` the same by eigendecomposition.
-        * ``x_test``: test inputs ``(m, ...)``; ``None`` predicts on the training inputs (with the
-          ridge: ``f_train = Θ (Θ+λI)⁻¹(...) y``, unlike neural-tangents which ignores it there).
+        * ``t``: time(s) (scalar or array, ``>= 0``); ``None`` means ``t = ∞`` computed by
+            Cholesky (kernel regression / GP inference), ``np.inf`` the same by eigendecomposition.
+        * ``x_test``: test inputs ``(m, ...)``; ``None`` predicts on the training inputs (with
+            the ridge: ``f_train = Θ (Θ+λI)⁻¹(...) y``, unlike neural-tangents which ignores it).
         * ``get``: ``'nngp'``, ``'ntk'``, or a tuple (``None`` = both).
         * ``compute_cov``: also return the covariance ``t.shape + (m, m)`` (needs the NNGP).
 

@@ -192,7 +192,7 @@ def load_image_folder(root: PathLike, size: Union[int, tuple, None] = None, mode
 
     Raises:
         ValueError: no class subfolders, an empty class folder, or images of different sizes
-        without ``size``.
+            without ``size``.
     """
     Image = _pil()
     root = Path(root)
