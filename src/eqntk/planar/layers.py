@@ -143,7 +143,7 @@ def _lift_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padd
         _check_images(where, state.x1.shape, q, padding, group)
         return lift_pairs(state.x1, state.x2, group, q, padding, W_std**2, _b2(b_std), state.with_ntk, state.cost)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})"))
 
 
 def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padding, W_std, b_std) -> Layer:
@@ -174,7 +174,7 @@ def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, pad
         _check_grid(where, H, W, q, padding, group, "feature maps")
         return state.conv(q, padding, W_std**2, _b2(b_std))
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})"))
 
 
 def Z2ConvP4(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
