@@ -1,0 +1,206 @@
+"""Shared helpers of the experiments: fixed-shape kernel calls, ridge selection, tables, JSON, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_RIDGES",
+    "Timer",
+    "padded_kernel",
+    "select_ridge",
+    "format_table",
+    "write_json",
+    "environment_info",
+    "x64_enabled",
+]
+
+#: Ridge grid, relative to the mean diagonal of the training kernel.
+DEFAULT_RIDGES = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def x64_enabled() -> bool:
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+class Timer:
+    """Wall-clock seconds of named steps: ``with timer("kernels"): ...``; ``timer.seconds`` is a dict."""
+
+    def __init__(self):
+        self.seconds: dict = {}
+        self._t0 = time.perf_counter()
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.t
+
+        return _Ctx()
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+def _pad_to(x: np.ndarray, n: int) -> np.ndarray:
+    if x.shape[0] == n:
+        return x
+    reps = np.broadcast_to(x[:1], (n - x.shape[0],) + x.shape[1:])
+    return np.concatenate([x, reps], axis=0)
+
+
+def padded_kernel(kernel_fn: Callable, x1: np.ndarray, x2: Optional[np.ndarray] = None, *, get=("nngp", "ntk"),
+                  tile: int = 128, store: Optional[str] = None, progress: Optional[bool] = None) -> dict:
+    """``kernel_fn(x1, x2, get)`` on inputs padded to multiples of ``tile`` (then cropped).
+
+    Every call then runs tiles of exactly ``tile × tile`` pairs, so one compilation serves all
+    calls of a network (the driver would otherwise balance tiles to each call's size and
+    recompile). ``x2=None``: the symmetric Gram of ``x1`` (upper tiles only).
+
+    Returns ``{kind: (n1, n2) float64 NumPy array}`` for the kinds in ``get``.
+    """
+    kinds = (get,) if isinstance(get, str) else tuple(get)
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    if n1 == 0 or n2 == 0:
+        return {k: np.zeros((n1, n2)) for k in kinds}
+    p1 = _pad_to(x1, tile * math.ceil(n1 / tile))
+    p2 = None if x2 is None else _pad_to(x2, tile * math.ceil(n2 / tile))
+    res = kernel_fn(p1, p2, kinds, tile_size=tile, progress=progress, store=store)
+    return {k: np.asarray(getattr(res, k), dtype=np.float64)[:n1, :n2] for k in kinds}
+
+
+def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_val: np.ndarray,
+                 score: Callable[[np.ndarray, np.ndarray], float], ridges: Sequence[float] = DEFAULT_RIDGES,
+                 higher_is_better: bool = False, psd_rtol: Optional[float] = None) -> tuple[float, float, list]:
+    """Kernel ridge regression for each relative ridge; the best on the validation split.
+
+    The absolute ridge is ``r · mean(diag k_train)``. One float64 eigendecomposition of
+    ``k_train`` serves the whole grid. Returns ``(best relative ridge, its validation score,
+    [(r, score), ...])``. ``psd_rtol``: tolerated relative negative eigenvalue (Grams summed
+    from kernels computed in float32 need ~1e-5); a more negative one raises ``ValueError``.
+    """
+    k = np.asarray(k_train, dtype=np.float64)
+    k = 0.5 * (k + k.T)
+    scale = float(np.mean(np.diag(k)))
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"training kernel has a non-positive or non-finite mean diagonal ({scale})")
+    lam, vec = np.linalg.eigh(k)
+    tol = (1e-10 if psd_rtol is None else psd_rtol) * max(abs(lam[-1]), abs(lam[0]))
+    if lam[0] < -tol:
+        raise ValueError(f"training kernel is not positive semi-definite: smallest eigenvalue {lam[0]:.3e}, "
+                         f"largest {lam[-1]:.3e}")
+    lam = np.clip(lam, 0.0, None)
+    yv = vec.T @ np.asarray(y_train, dtype=np.float64).reshape(k.shape[0], -1)
+    kv = np.asarray(k_val, dtype=np.float64) @ vec
+    trials = []
+    for r in ridges:
+        d = lam + r * scale
+        if np.any(d <= 0):
+            continue
+        pred = (kv @ (yv / d[:, None])).reshape((kv.shape[0],) + np.shape(y_train)[1:])
+        s = float(score(pred, y_val))
+        if np.isfinite(s):
+            trials.append((float(r), s))
+    if not trials:
+        raise ValueError("kernel regression failed for every ridge of the grid (use a ridge > 0)")
+    pick = max if higher_is_better else min
+    best = pick(trials, key=lambda t: t[1])
+    return best[0], best[1], trials
+
+
+def fit_predict(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, ridge_rel: float,
+                psd_rtol: Optional[float] = None) -> np.ndarray:
+    """Kernel ridge regression predictions with the relative ridge ``ridge_rel``."""
+    from .. import predict
+
+    scale = float(np.mean(np.diag(k_train)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", predict.JitterWarning)
+        return np.asarray(predict.kernel_regression(k_train, y_train, k_test, ridge=ridge_rel * scale,
+                                                    psd_rtol=psd_rtol))
+
+
+def psd_tolerance(dtype: str) -> float:
+    """Relative negative eigenvalue tolerated (then clipped to 0) in Grams of ``dtype`` kernels.
+
+    SO(3) kernels integrated with ``SO3Pool(oversampling=2)`` are PSD only to ~1e-4 relative
+    (the integrand at one rotation is not a PSD kernel; only its exact integral is), float32
+    round-off adds ~1e-6; the ridge chosen on the validation split absorbs both.
+    """
+    return 1e-3 if dtype == "float32" else 1e-6
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A plain-text table with right-aligned columns (first column left-aligned)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    w = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r))
+
+    out = [line(cells[0]), "  ".join("-" * x for x in w)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        v = float(o)
+        return v if math.isfinite(v) else None
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    return o
+
+
+def write_json(path: str, obj: dict) -> str:
+    """Write ``obj`` as indented JSON (NumPy scalars converted, non-finite floats → null)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_jsonable(obj), f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def environment_info() -> dict:
+    """Versions and machine, recorded in every result file."""
+    import jax
+
+    import eqntk
+
+    return {"eqntk": getattr(eqntk, "__version__", None), "jax": jax.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "devices": [str(d) for d in jax.devices()],
+            "x64": x64_enabled(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,0 +1,323 @@
+r"""QM9 atomization-energy kernel regression with exact infinite-width kernels.
+
+Model: a molecule's energy is a sum of atomic terms, so its kernel is
+``K(M, M') = Σ_{i∈M} Σ_{j∈M'} k(a_i, a'_j)`` (only pairs of atoms of the same element with
+``same_element=True``), where ``a_i`` is atom ``i``'s environment as a spherical signal
+(:func:`eqntk.data.atomic_environments`: neighbours' directions smeared on S², one channel per
+element and distance power) and ``k`` the kernel of an infinite-width network on it:
+
+* ``so3``: ``S2ConvSO3(·, L) → Erf → SO3Pool → Dense(1)``, the SO(3) GCNN; its NTK and its
+  NNGP (both come out of one evaluation). Rotation invariant.
+* ``mlp``: ``Dense → Erf → Dense(1)`` on the flattened coefficients (``L² · C`` numbers): the
+  same information, but not rotation invariant (baseline). NTK and NNGP.
+
+Targets: atomization energies (QM9's atomrefs) in eV, minus a per-element linear baseline
+("dressed atoms": least squares on the element counts, fitted on the training molecules);
+the kernels regress the remainder. Errors are reported in meV.
+
+Splits: a test set drawn with ``test_seed`` (fixed across ``seed``\ s), then a validation set and
+a pool of training molecules drawn from the rest with ``seed``. The training sets of the
+learning curve are nested prefixes of the pool. One symmetric Gram over (validation + pool) and
+one test × (validation + pool) Gram give every point of the curve. The relative ridge is
+chosen on the validation set for each kernel and training size, from a small grid.
+
+:func:`run` does everything and returns a JSON-ready dict; :func:`molecular_grams` and
+:func:`evaluate_curve` are the reusable steps (the benchmark scripts call them on larger pools
+with a resumable tile store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
+    psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
+
+__all__ = ["QM9Config", "KERNEL_LABELS", "networks", "molecular_grams", "element_baseline", "evaluate_curve",
+           "split_qm9", "run", "print_summary", "plot_curve"]
+
+ENERGY_TARGETS = ("U0", "U", "H", "G")
+
+#: Row labels of the kernels; keys are ``<network>_<nngp|ntk>``.
+KERNEL_LABELS = {
+    "so3_ntk": "SO(3) GCNN NTK",
+    "so3_nngp": "SO(3) GCNN NNGP",
+    "mlp_ntk": "MLP-on-signals NTK",
+    "mlp_nngp": "MLP-on-signals NNGP",
+}
+
+
+@dataclasses.dataclass
+class QM9Config:
+    """Settings of :func:`run` (the defaults are those of ``eqntk qm9``)."""
+
+    n_train: Sequence[int] = (50, 100, 200)
+    n_val: int = 50
+    n_test: int = 200
+    bandlimit: int = 4
+    kernels: Sequence[str] = ("so3", "mlp")
+    target: str = "U0"
+    same_element: bool = True
+    ridges: Sequence[float] = DEFAULT_RIDGES
+    seed: int = 0
+    test_seed: int = 0
+    w_std: float = 1.0          # weight std of the first layer (input scale for Erf)
+    mlp_w_std: Optional[float] = None  # first-layer W_std of the MLP (default: w_std · √(L²·C / (4π C)))
+    oversampling: float = 2.0   # SO3Pool quadrature (2: ~1e-4 relative kernel error, ~4x faster than 3)
+    powers: Sequence[float] = (1.0, 2.0, 3.0)
+    cutoff: float = 5.0
+    width: float = 0.5
+    dtype: str = "float32"      # dtype of the kernel computation (regression: float64 when x64 is on)
+    source: Optional[str] = None  # None: embedded 5k subset; 'qm9pack'; a path
+    tile: int = 128
+    store: Optional[str] = None
+    progress: Optional[bool] = None
+
+    def validate(self):
+        n_train = [int(n) for n in self.n_train]
+        if not n_train or any(n < 2 for n in n_train):
+            raise ValueError(f"n_train must be one or more integers >= 2, got {list(self.n_train)!r}")
+        if self.n_val < 1 or self.n_test < 1:
+            raise ValueError(f"n_val and n_test must be >= 1, got {self.n_val}, {self.n_test}")
+        if self.bandlimit < 1:
+            raise ValueError(f"bandlimit must be >= 1, got {self.bandlimit}")
+        bad = [k for k in self.kernels if k not in ("so3", "mlp")]
+        if bad or not self.kernels:
+            raise ValueError(f"kernels must be 'so3' and/or 'mlp', got {list(self.kernels)!r}")
+        if self.target not in ENERGY_TARGETS:
+            raise ValueError(f"target must be one of {ENERGY_TARGETS} (atomization energies), got {self.target!r}")
+        if not self.ridges or any(not (r >= 0 and np.isfinite(r)) for r in self.ridges):
+            raise ValueError(f"ridges must be finite numbers >= 0, got {list(self.ridges)!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if not (self.w_std > 0):
+            raise ValueError(f"w_std must be > 0, got {self.w_std}")
+        self.n_train = tuple(sorted(set(n_train)))
+
+
+def networks(cfg: QM9Config, n_channels: int) -> dict:
+    """The ``kernel_fn`` of each requested network, and how its input is shaped."""
+    from .. import stax
+
+    out = {}
+    L = cfg.bandlimit
+    if "so3" in cfg.kernels:
+        _, _, kf = stax.serial(stax.S2ConvSO3(256, L, W_std=cfg.w_std), stax.Erf(),
+                               stax.SO3Pool(oversampling=cfg.oversampling), stax.Dense(1))
+        out["so3"] = (kf, lambda x: x)
+    if "mlp" in cfg.kernels:
+        # Same pre-activation variance as the SO(3) lift: its channel average is 1/(4π C) Σ |f̂|²,
+        # Dense's is 1/(L² C) Σ f̂².
+        w = cfg.mlp_w_std if cfg.mlp_w_std is not None else cfg.w_std * float(np.sqrt(L * L / (4 * np.pi)))
+        _, _, kf = stax.serial(stax.Dense(256, W_std=w), stax.Erf(), stax.Dense(1))
+        out["mlp"] = (kf, lambda x: x.reshape(x.shape[0], -1))
+    return out
+
+
+def molecular_grams(kernel_fn, x1: np.ndarray, mol1, x2: Optional[np.ndarray] = None, mol2=None, *,
+                    same_element: bool = True, tile: int = 128, store: Optional[str] = None,
+                    progress: Optional[bool] = None, label: str = "", log=print) -> dict:
+    """``{'nngp': K, 'ntk': Θ}`` molecular Grams ``(n_mol1, n_mol2)`` (float64) of an atom ``kernel_fn``.
+
+    ``x2=None``: the symmetric Gram of the first set. With ``same_element`` the atom kernel
+    is evaluated per element block only. ``store``: a directory for resumable tile stores
+    (one subfolder per element block).
+    """
+    from ..data import segment_sum_gram
+
+    sym = x2 is None
+    m2 = mol1 if sym else mol2
+    seg1, seg2 = mol1.molecule_index, m2.molecule_index
+    blocks = []
+    if same_element:
+        for e in np.intersect1d(mol1.Z, m2.Z):
+            blocks.append((int(e), np.nonzero(mol1.Z == e)[0], np.nonzero(m2.Z == e)[0]))
+    else:
+        blocks.append((0, np.arange(mol1.n_atoms_total), np.arange(m2.n_atoms_total)))
+    total = {"nngp": np.zeros((len(mol1), len(m2))), "ntk": np.zeros((len(mol1), len(m2)))}
+    for e, i1, i2 in blocks:
+        name = f"element Z={e}" if same_element else "all atoms"
+        if log:
+            log(f"  {label}{name}: {i1.size} x {i2.size} atoms")
+        sub = None if store is None else os.path.join(store, f"Z{e}" if same_element else "all")
+        k = padded_kernel(kernel_fn, x1[i1], None if sym else x2[i2], tile=tile, store=sub, progress=progress)
+        for kind in total:
+            total[kind] += segment_sum_gram(k[kind], seg1[i1], len(mol1), seg2[i2], len(m2))
+    return total
+
+
+def element_baseline(counts_train: np.ndarray, y_train: np.ndarray):
+    """Least-squares per-element energies (no intercept); returns ``predict(counts)``."""
+    coef, *_ = np.linalg.lstsq(counts_train, y_train, rcond=None)
+    return lambda c: c @ coef
+
+
+def element_counts(ms, elements=(1, 6, 7, 8, 9)) -> np.ndarray:
+    """``(n_mol, n_elements)`` number of atoms of each element per molecule."""
+    onehot = (ms.Z[:, None] == np.asarray(elements)[None, :]).astype(np.float64)
+    return np.add.reduceat(onehot, ms.offsets[:-1], axis=0)
+
+
+def split_qm9(n_total: int, n_pool: int, n_test: int, seed: int, test_seed: int):
+    """``(test, rest)`` indices: test drawn with ``test_seed``; ``rest`` (first ``n_pool``) with ``seed``."""
+    if n_pool + n_test > n_total:
+        raise ValueError(f"the data set has {n_total} molecules, fewer than the {n_pool + n_test} requested "
+                         f"({n_pool} train/validation + {n_test} test)")
+    test = np.random.default_rng(test_seed).permutation(n_total)[:n_test]
+    rest = np.setdiff1d(np.arange(n_total), test)
+    rest = np.random.default_rng(seed).permutation(rest)[:n_pool]
+    return test, rest
+
+
+def evaluate_curve(grams_pool: dict, grams_test: dict, y_pool: np.ndarray, y_test: np.ndarray,
+                   c_pool: np.ndarray, c_test: np.ndarray, val_idx: np.ndarray, train_idx: np.ndarray,
+                   n_train: Sequence[int], ridges: Sequence[float], prefix: str,
+                   psd_rtol: Optional[float] = None) -> list:
+    """Learning curve of one network from Grams over a pool (train/validation candidates) and a test set.
+
+    ``grams_pool[kind]``: ``(P, P)``; ``grams_test[kind]``: ``(S, P)``. ``train_idx`` (nested
+    prefixes give the training sets) and ``val_idx`` index the pool. Returns one dict per
+    (kind, N) with MAE/RMSE in meV, the chosen ridge and the validation MAE.
+    """
+    rows = []
+    for n in n_train:
+        tr = train_idx[:n]
+        base = element_baseline(c_pool[tr], y_pool[tr])
+        r_tr = y_pool[tr] - base(c_pool[tr])
+        r_val = y_pool[val_idx] - base(c_pool[val_idx])
+        r_te = y_test - base(c_test)
+        for kind in ("ntk", "nngp"):
+            K = grams_pool[kind]
+            k_tr, k_val, k_te = K[np.ix_(tr, tr)], K[np.ix_(val_idx, tr)], grams_test[kind][:, tr]
+            mae = lambda p, y: float(np.mean(np.abs(p - y)))  # noqa: E731
+            ridge, val_mae, trials = select_ridge(k_tr, r_tr, k_val, r_val, mae, ridges, psd_rtol=psd_rtol)
+            pred = fit_predict(k_tr, r_tr, k_te, ridge, psd_rtol=psd_rtol)
+            err = pred - r_te
+            rows.append({"kernel": f"{prefix}_{kind}", "n_train": int(n), "mae_meV": 1e3 * float(np.mean(np.abs(err))),
+                         "rmse_meV": 1e3 * float(np.sqrt(np.mean(err ** 2))), "ridge_rel": ridge,
+                         "val_mae_meV": 1e3 * val_mae, "ridge_trials": [[r, 1e3 * s] for r, s in trials]})
+    return rows
+
+
+def baseline_rows(y_pool, y_test, c_pool, c_test, train_idx, n_train) -> list:
+    rows = []
+    for n in n_train:
+        tr = train_idx[:n]
+        err = element_baseline(c_pool[tr], y_pool[tr])(c_test) - y_test
+        rows.append({"kernel": "element_baseline", "n_train": int(n), "mae_meV": 1e3 * float(np.mean(np.abs(err))),
+                     "rmse_meV": 1e3 * float(np.sqrt(np.mean(err ** 2)))})
+    return rows
+
+
+def run(cfg: QM9Config, log=print) -> dict:
+    """Run the QM9 experiment of ``cfg``; returns the JSON-ready result dict (no files written)."""
+    from .. import data as D
+
+    cfg.validate()
+    if not x64_enabled():
+        log("warning: jax_enable_x64 is off; the regressions run in float32 (enable it for reliable ridges)")
+    timer = Timer()
+    with timer("load"):
+        ms = D.load_qm9(cfg.source)
+        y_all = D.atomization_energy(ms, cfg.target, unit="eV")
+    n_max = max(cfg.n_train)
+    test_idx, pool_idx = split_qm9(len(ms), cfg.n_val + n_max, cfg.n_test, cfg.seed, cfg.test_seed)
+    pool, test = ms.subset(pool_idx), ms.subset(test_idx)
+    val_idx = np.arange(cfg.n_val)
+    train_idx = np.arange(cfg.n_val, cfg.n_val + n_max)
+    log(f"QM9 {cfg.target} atomization energy: {len(ms)} molecules available; pool {len(pool)} "
+        f"({cfg.n_val} validation + {n_max} train, {pool.n_atoms_total} atoms), test {len(test)} "
+        f"({test.n_atoms_total} atoms)")
+    dt = np.float32 if cfg.dtype == "float32" else np.float64
+    spec = dict(bandlimit=cfg.bandlimit, powers=tuple(cfg.powers), cutoff=cfg.cutoff, width=cfg.width)
+    with timer("environments"):
+        x_pool = D.atomic_environments(pool, dtype=dt, **spec)
+        x_test = D.atomic_environments(test, dtype=dt, **spec)
+    log(f"atomic environments: bandlimit {cfg.bandlimit}, {x_pool.shape[2]} channels "
+        f"({x_pool.shape[1] * x_pool.shape[2]} coefficients per atom), {timer.seconds['environments']:.1f} s")
+    y_pool, y_test = y_all[pool_idx], y_all[test_idx]
+    c_pool, c_test = element_counts(pool), element_counts(test)
+    rows = baseline_rows(y_pool, y_test, c_pool, c_test, train_idx, cfg.n_train)
+    nets = networks(cfg, x_pool.shape[2])
+    for name, (kf, shape) in nets.items():
+        store = None if cfg.store is None else os.path.join(cfg.store, name)
+        log(f"{KERNEL_LABELS[name + '_ntk'].replace(' NTK', '')} kernel (NNGP + NTK):")
+        with timer(f"kernel_{name}"):
+            g_pool = molecular_grams(kf, shape(x_pool), pool, same_element=cfg.same_element, tile=cfg.tile,
+                                     store=None if store is None else os.path.join(store, "pool"),
+                                     progress=cfg.progress, label="pool x pool, ", log=log)
+            g_test = molecular_grams(kf, shape(x_test), test, shape(x_pool), pool, same_element=cfg.same_element,
+                                     tile=cfg.tile, store=None if store is None else os.path.join(store, "test"),
+                                     progress=cfg.progress, label="test x pool, ", log=log)
+        log(f"  {timer.seconds[f'kernel_{name}']:.1f} s")
+        with timer("regression"):
+            rows += evaluate_curve(g_pool, g_test, y_pool, y_test, c_pool, c_test, val_idx, train_idx,
+                                   cfg.n_train, cfg.ridges, name, psd_tolerance(cfg.dtype))
+    config = dataclasses.asdict(cfg)
+    config["n_train"] = list(cfg.n_train)
+    return {"experiment": "qm9", "config": config, "results": rows,
+            "split": {"test_ids": ms.ids[test_idx].tolist(), "pool_ids": ms.ids[pool_idx].tolist(),
+                      "n_atoms_pool": int(pool.n_atoms_total), "n_atoms_test": int(test.n_atoms_total)},
+            "seconds": {**timer.seconds, "total": timer.total}, "environment": environment_info()}
+
+
+def summary_table(result: dict) -> str:
+    rows = result["results"]
+    ns = sorted({r["n_train"] for r in rows})
+    kernels = [k for k in ["element_baseline", *KERNEL_LABELS] if any(r["kernel"] == k for r in rows)]
+    labels = {"element_baseline": "per-element linear baseline", **KERNEL_LABELS}
+    table = []
+    for k in kernels:
+        line = [labels[k]]
+        for n in ns:
+            r = next((r for r in rows if r["kernel"] == k and r["n_train"] == n), None)
+            line.append("-" if r is None else f"{r['mae_meV']:.0f} / {r['rmse_meV']:.0f}")
+        table.append(line)
+    return format_table(["test MAE / RMSE [meV]"] + [f"N={n}" for n in ns], table)
+
+
+def print_summary(result: dict, log=print):
+    log("")
+    log(summary_table(result))
+    s = result["seconds"]
+    log(f"\ntotal {s['total']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in s.items() if k != "total") + ")")
+
+
+def plot_curve(result: dict, path: str, title: Optional[str] = None) -> str:
+    """Learning curve (test MAE vs N_train, log-log) of every kernel; error bars if ``mae_std_meV``."""
+    plt = pyplot()
+    labels = {"element_baseline": "per-element linear baseline", **KERNEL_LABELS}
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for k in labels:
+        rs = sorted((r for r in result["results"] if r["kernel"] == k), key=lambda r: r["n_train"])
+        if not rs:
+            continue
+        n = [r["n_train"] for r in rs]
+        m = [r["mae_meV"] for r in rs]
+        e = [r.get("mae_std_meV", 0.0) for r in rs]
+        style = "--" if k == "element_baseline" else ("-" if k.endswith("ntk") else ":")
+        ax.errorbar(n, m, yerr=e if any(e) else None, marker="o", ls=style, capsize=3, label=labels[k])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training molecules N")
+    ax.set_ylabel("test MAE [meV]")
+    cfg = result.get("config", {})
+    ax.set_title(title or f"QM9 {cfg.get('target', 'U0')} atomization energy, kernel regression")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save(result: dict, out_dir: str, stem: str = "qm9") -> tuple[str, str]:
+    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``."""
+    j = write_json(os.path.join(out_dir, f"{stem}.json"), result)
+    p = plot_curve(result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
+    return j, p
