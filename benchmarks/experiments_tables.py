@@ -1,0 +1,71 @@
+"""Print the Markdown tables of docs/experiments.md from the result JSONs in benchmarks/results/.
+
+    python benchmarks/experiments_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+LABELS = {"element_baseline": "per-element linear baseline", "so3_ntk": "SO(3) GCNN NTK",
+          "so3_nngp": "SO(3) GCNN NNGP", "mlp_ntk": "MLP-on-signals NTK", "mlp_nngp": "MLP-on-signals NNGP"}
+NETS = {"cnn": "CNN NTK", "p4": "p4 GCNN NTK", "p4m": "p4m GCNN NTK"}
+
+
+def _load(name):
+    p = os.path.join(RESULTS, name)
+    return json.load(open(p)) if os.path.isfile(p) else None
+
+
+def _md(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def qm9_select(d):
+    rows = [[LABELS[r["kernel"]], r["bandlimit"], r["w_std"], r["oversampling"] or "–", f"{r['ridge_rel']:g}",
+             f"{r['val_mae_meV']:.0f}", f"{r['min_eig_rel']:.1e}", f"{r['kernel_seconds']:.0f}"]
+            for r in d["results"]]
+    return _md(["kernel", "L", "W_std", "SO3Pool oversampling", "ridge (rel.)", "val. MAE [meV]",
+                "min/max eigenvalue", "kernel time [s]"], rows)
+
+
+def qm9_curve(d):
+    ns = sorted({r["n_train"] for r in d["results"]})
+    rows = []
+    for k, label in LABELS.items():
+        rs = {r["n_train"]: r for r in d["results"] if r["kernel"] == k}
+        if rs:
+            rows.append([label] + [f"{rs[n]['mae_meV']:.0f} ± {rs[n]['mae_std_meV']:.0f}" for n in ns])
+    return _md(["test MAE [meV] (mean ± std over splits)"] + [f"N = {n}" for n in ns], rows)
+
+
+def images(d, key="rotation"):
+    ns = sorted({r["n_train"] for r in d["results"]})
+    rows = []
+    for rot in sorted({r[key] for r in d["results"]}):
+        for net, label in NETS.items():
+            rs = {r["n_train"]: r for r in d["results"] if r["network"] == net and r[key] == rot}
+            if rs:
+                rows.append([f"{label}, test {rot}".replace("test test", "test")] +
+                            [f"{100 * rs[n]['accuracy']:.1f} ± {100 * rs[n]['accuracy_std']:.1f}" for n in ns])
+    return _md(["test accuracy [%] (± binomial s.e.)"] + [f"N = {n}" for n in ns], rows)
+
+
+def main():
+    for name, fn in [("qm9_select.json", qm9_select), ("qm9_curve.json", qm9_curve),
+                     ("digits_curve.json", images), ("histology_demo.json", images)]:
+        d = _load(name)
+        print(f"### {name}\n")
+        print(fn(d) if d else "(missing)")
+        if d and "kernel_seconds" in d and isinstance(d["kernel_seconds"], dict):
+            print("\nkernel seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in d["kernel_seconds"].items()))
+        print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

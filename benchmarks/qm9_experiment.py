@@ -1,0 +1,188 @@
+"""QM9 U0 atomization energies: MLP-on-signals NTK vs SO(3) GCNN NTK vs SO(3) GCNN NNGP.
+
+Two stages (run from the repository root, venv active):
+
+1. Hyperparameters on a validation split (no test molecules involved)::
+
+       python benchmarks/qm9_experiment.py select --out benchmarks/results/qm9_select.json
+
+   For every (bandlimit, first-layer W_std) of the grid: kernels on a pool of ``--pool``
+   molecules, trained on ``--n-train`` of them, validation MAE on the rest (ridge picked on a
+   separate half of the validation molecules, MAE reported on the other half).
+
+2. Learning curve with the chosen hyperparameters and error bars over splits::
+
+       python benchmarks/qm9_experiment.py curve --bandlimit 4 --w-std 3 --pool 700 --n-test 500 \\
+           --n-train 100 200 400 600 --seeds 0 1 2 --store /tmp/eqntk_qm9_store \\
+           --out benchmarks/results/qm9_curve.json
+
+   One symmetric Gram over a pool of molecules (training/validation candidates) and one
+   test × pool Gram, computed once with a resumable tile store (``--store``: re-running the same
+   command after an interruption reuses the finished tiles). Each seed draws a validation set
+   (``--n-val``) and nested training sets from the pool; the test set is fixed. Larger pools
+   (e.g. ``--pool 6000 --n-test 1000`` for N up to 5,000) only need more time: the store makes
+   the run resumable, and tiles are independent (devices: all visible ones are used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # regressions in float64; kernels run in float32 inputs' dtype
+
+import numpy as np  # noqa: E402
+
+import eqntk.data as D  # noqa: E402
+from eqntk.experiments import qm9  # noqa: E402
+from eqntk.experiments.common import DEFAULT_RIDGES, environment_info, psd_tolerance, select_ridge, write_json  # noqa: E402
+
+
+def _data(args, n_pool, n_test):
+    ms = D.load_qm9(args.data)
+    y = D.atomization_energy(ms, "U0", unit="eV")
+    test_idx, pool_idx = qm9.split_qm9(len(ms), n_pool, n_test, args.split_seed, args.test_seed)
+    return ms, y, test_idx, pool_idx
+
+
+def _grams(cfg, pool, test, dtype, store, log):
+    spec = dict(bandlimit=cfg.bandlimit, powers=tuple(cfg.powers), cutoff=cfg.cutoff, width=cfg.width)
+    x_pool = D.atomic_environments(pool, dtype=dtype, **spec)
+    x_test = None if test is None else D.atomic_environments(test, dtype=dtype, **spec)
+    out = {}
+    for name, (kf, shape) in qm9.networks(cfg, x_pool.shape[2]).items():
+        t0 = time.perf_counter()
+        st = None if store is None else os.path.join(store, f"L{cfg.bandlimit}_w{cfg.w_std:g}", name)
+        gp = qm9.molecular_grams(kf, shape(x_pool), pool, tile=cfg.tile, progress=True, log=log,
+                                 store=None if st is None else os.path.join(st, "pool"), label="pool x pool, ")
+        gt = None
+        if test is not None:
+            gt = qm9.molecular_grams(kf, shape(x_test), test, shape(x_pool), pool, tile=cfg.tile, progress=True,
+                                     log=log, store=None if st is None else os.path.join(st, "test"),
+                                     label="test x pool, ")
+        out[name] = (gp, gt, time.perf_counter() - t0)
+        log(f"{name}: {out[name][2]:.1f} s")
+    return out
+
+
+def cmd_select(args):
+    ms, y, _, pool_idx = _data(args, args.pool, 1)
+    pool = ms.subset(pool_idx)
+    yp = y[pool_idx]
+    c = qm9.element_counts(pool)
+    n_val = args.pool - args.n_train
+    tr = np.arange(n_val, args.pool)
+    v1, v2 = np.arange(n_val // 2), np.arange(n_val // 2, n_val)
+    rows = []
+    for L, w, osf in itertools.product(args.bandlimits, args.w_stds, args.oversamplings):
+        kernels = tuple(args.kernels) if osf == args.oversamplings[0] else tuple(k for k in args.kernels if k == "so3")
+        if not kernels:
+            continue
+        cfg = qm9.QM9Config(bandlimit=L, w_std=w, kernels=kernels, oversampling=osf)
+        print(f"== bandlimit {L}, W_std {w}, SO3Pool oversampling {osf}", flush=True)
+        for name, (gp, _, secs) in _grams(cfg, pool, None, np.float32, None, print).items():
+            base = qm9.element_baseline(c[tr], yp[tr])
+            r = yp - base(c)
+            for kind in ("ntk", "nngp"):
+                K = gp[kind]
+                mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+                ridge, _, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v1, tr)], r[v1], mae, DEFAULT_RIDGES,
+                                           psd_rtol=psd_tolerance("float32"))
+                _, v2_mae, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v2, tr)], r[v2], mae, [ridge],
+                                            psd_rtol=psd_tolerance("float32"))
+                lam = np.linalg.eigvalsh(K[np.ix_(tr, tr)])
+                rows.append({"kernel": f"{name}_{kind}", "bandlimit": L, "w_std": w, "ridge_rel": ridge,
+                             "oversampling": osf if name == "so3" else None,
+                             "min_eig_rel": float(lam[0] / lam[-1]),
+                             "val_mae_meV": 1e3 * v2_mae, "kernel_seconds": secs})
+                print(f"   {name}_{kind}: val MAE {1e3 * v2_mae:.0f} meV (ridge {ridge:g}, min eig/max "
+                      f"{lam[0] / lam[-1]:.1e})", flush=True)
+        write_json(args.out, {"experiment": "qm9_select", "args": vars(args), "results": rows,
+                              "environment": environment_info()})
+    best = {}
+    for r in rows:
+        if r["kernel"] not in best or r["val_mae_meV"] < best[r["kernel"]]["val_mae_meV"]:
+            best[r["kernel"]] = r
+    for k, r in best.items():
+        print(f"best {k}: bandlimit {r['bandlimit']}, W_std {r['w_std']}, oversampling {r['oversampling']}: "
+              f"{r['val_mae_meV']:.0f} meV")
+    write_json(args.out, {"experiment": "qm9_select", "args": vars(args), "results": rows, "best": best,
+                          "environment": environment_info()})
+
+
+def cmd_curve(args):
+    ms, y, test_idx, pool_idx = _data(args, args.pool, args.n_test)
+    pool, test = ms.subset(pool_idx), ms.subset(test_idx)
+    print(f"pool {len(pool)} molecules ({pool.n_atoms_total} atoms), test {len(test)} ({test.n_atoms_total} atoms)")
+    cfg = qm9.QM9Config(bandlimit=args.bandlimit, w_std=args.w_std, kernels=tuple(args.kernels),
+                        oversampling=args.oversampling)
+    grams = _grams(cfg, pool, test, np.float32, args.store, print)
+    yp, yt = y[pool_idx], y[test_idx]
+    cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
+    per_seed = []
+    for seed in args.seeds:
+        perm = np.random.default_rng(1000 + seed).permutation(len(pool))
+        val, train = perm[: args.n_val], perm[args.n_val:]
+        rows = qm9.baseline_rows(yp, yt, cp, ct, train, args.n_train)
+        for name, (gp, gt, _) in grams.items():
+            rows += qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, name,
+                                       psd_tolerance("float32"))
+        for r in rows:
+            r["seed"] = seed
+        per_seed += rows
+    summary = []
+    for k in sorted({r["kernel"] for r in per_seed}):
+        for n in args.n_train:
+            rs = [r for r in per_seed if r["kernel"] == k and r["n_train"] == n]
+            summary.append({"kernel": k, "n_train": n, "mae_meV": float(np.mean([r["mae_meV"] for r in rs])),
+                            "mae_std_meV": float(np.std([r["mae_meV"] for r in rs], ddof=1)) if len(rs) > 1 else 0.0,
+                            "rmse_meV": float(np.mean([r["rmse_meV"] for r in rs])), "n_splits": len(rs)})
+    result = {"experiment": "qm9_curve", "args": vars(args), "config": {"target": "U0", **vars(args)},
+              "results": summary, "per_seed": per_seed,
+              "kernel_seconds": {k: v[2] for k, v in grams.items()},
+              "n_atoms": {"pool": int(pool.n_atoms_total), "test": int(test.n_atoms_total)},
+              "environment": environment_info()}
+    write_json(args.out, result)
+    print(qm9.summary_table({"results": summary}))
+    png = os.path.splitext(args.out)[0] + ".png"
+    qm9.plot_curve(result, png, title=f"QM9 U0 atomization energy ({len(test)} test molecules, "
+                                      f"{len(args.seeds)} splits)")
+    print(f"wrote {args.out} and {png}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
+    p.add_argument("--test-seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0, help="seed drawing the pool from the non-test molecules")
+    p.add_argument("--kernels", nargs="+", default=["so3", "mlp"])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("select")
+    s.add_argument("--pool", type=int, default=300)
+    s.add_argument("--n-train", type=int, default=200)
+    s.add_argument("--bandlimits", type=int, nargs="+", default=[3, 4])
+    s.add_argument("--w-stds", type=float, nargs="+", default=[1.0, 3.0])
+    s.add_argument("--oversamplings", type=float, nargs="+", default=[2.0, 3.0])
+    s.add_argument("--out", default="benchmarks/results/qm9_select.json")
+    c = sub.add_parser("curve")
+    c.add_argument("--pool", type=int, default=700)
+    c.add_argument("--n-test", type=int, default=500)
+    c.add_argument("--n-val", type=int, default=100)
+    c.add_argument("--n-train", type=int, nargs="+", default=[100, 200, 400, 600])
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--bandlimit", type=int, default=4)
+    c.add_argument("--w-std", type=float, default=1.0)
+    c.add_argument("--oversampling", type=float, default=2.0)
+    c.add_argument("--store", default=None)
+    c.add_argument("--out", default="benchmarks/results/qm9_curve.json")
+    args = p.parse_args(argv)
+    {"select": cmd_select, "curve": cmd_curve}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
