@@ -92,6 +92,7 @@ def evaluate_tiles(
     store=None,
     batch_fn: Optional[Callable] = None,
     n_devices: int = 1,
+    keep: Optional[Sequence[bool]] = None,
 ) -> list[np.ndarray]:
     """Run ``tile_fn(x1_tile, x2_tile) -> tuple of (t1, t2, ...) arrays`` over all tiles.
 
@@ -103,7 +104,10 @@ def evaluate_tiles(
             ones saved to it as soon as they are computed (resumable runs).
         batch_fn: ``batch_fn(x1_tiles, x2_tiles)`` computing ``n_devices`` stacked tiles at once
             (sharded over devices); used when ``n_devices > 1``.
+        keep: which of the ``n_out`` outputs to assemble (default all); the others are dropped
+            as soon as a tile is computed, and their result entry is ``None``.
     """
+    keep = [True] * n_out if keep is None else list(keep)
     n1, n2 = x1.shape[0], x2.shape[0]
     starts1 = list(range(0, n1, t1))
     starts2 = list(range(0, n2, t2))
@@ -154,11 +158,12 @@ def evaluate_tiles(
         if step > 1:
             full = batch + [batch[-1]] * (step - len(batch))  # pad the last group
             outs = batch_fn(*tiles(full))
-            per_tile = [[None if o is None else np.asarray(o[q]) for o in outs] for q in range(len(batch))]
+            per_tile = [[None if (o is None or not kp) else np.asarray(o[q]) for o, kp in zip(outs, keep)]
+                        for q in range(len(batch))]
         else:
             a, b = tiles(batch)
             outs = tile_fn(a[0], b[0])
-            per_tile = [[None if o is None else np.asarray(o) for o in outs]]
+            per_tile = [[None if (o is None or not kp) else np.asarray(o) for o, kp in zip(outs, keep)]]
         for (i, j), outs_ij in zip(batch, per_tile):
             if store is not None:
                 store.save(i, j, outs_ij)

@@ -116,6 +116,22 @@ class KernelFn:
                                                      out_specs=spec))
         return self._cache[key]
 
+    def _structure(self, x1, x2, with_ntk: bool):
+        """``(cost, scalar_output)`` from tracing a 1×1 tile (cached per input shape and dtype).
+
+        Tracing validates the network against the input shapes: errors are raised here, before
+        any heavy work.
+        """
+        key = ("structure", x1.shape[1:], str(x1.dtype), with_ntk)
+        if key not in self._cache:
+            def probe(a, b):
+                st = self.op(Inputs(a, b, with_ntk))
+                return st, st.output()
+
+            state, shapes = jax.eval_shape(probe, x1[:1], x2[:1])
+            self._cache[key] = (state.cost, all(s is None or s.shape[2:] == () for s in shapes))
+        return self._cache[key]
+
     def __call__(self, x1, x2=None, get=None, *, memory_budget: float = DEFAULT_MEMORY_BUDGET,
                  tile_size: Optional[int] = None, progress: Optional[bool] = None,
                  store: Optional[str] = None, devices=None):
@@ -125,15 +141,11 @@ class KernelFn:
         same = x2 is None
         x2v = x1 if same else x2
 
-        # Trace on a 1×1 tile: validates the network against the input shapes
-        # (errors are raised here, before any heavy work) and reads the cost.
-        state = jax.eval_shape(lambda a, b: self.op(Inputs(a, b, with_ntk)), x1[:1], x2v[:1])
-        shapes = jax.eval_shape(lambda a, b: self.op(Inputs(a, b, with_ntk)).output(), x1[:1], x2v[:1])
-        cost = state.cost
+        cost, scalar = self._structure(x1, x2v, with_ntk)
         itemsize = jnp.dtype(x1.dtype).itemsize
         t1, t2 = choose_tile(x1.shape[0], x2v.shape[0], cost, itemsize, memory_budget, tile_size)
-        scalar = all(s is None or s.shape[2:] == () for s in shapes)
         symmetric = same and scalar
+        keep = tuple(k in kinds for k in _KINDS)
         devices = jax.devices() if devices is None else list(devices)
         tile_store = None
         if store is not None:
@@ -142,14 +154,15 @@ class KernelFn:
             tile_store = TileStore(store, {
                 "network": self.name, "x1": fingerprint_arrays(x1),
                 "x2": "x1" if same else fingerprint_arrays(x2), "dtype": str(x1.dtype),
-                "tile": [t1, t2], "symmetric": symmetric, "outputs": list(_KINDS[: 1 + with_ntk]),
+                "tile": [t1, t2], "symmetric": symmetric, "outputs": [k for k in _KINDS if k in kinds],
             })
         outs = evaluate_tiles(self._tile_fn(with_ntk), x1, x2v, symmetric, t1, t2, n_out=2,
                               progress=progress, desc="eqntk kernel", store=tile_store,
                               batch_fn=self._batch_fn(with_ntk, devices) if len(devices) > 1 else None,
-                              n_devices=len(devices))
-        result = {"nngp": outs[0], "ntk": outs[1] if with_ntk else None}
-        arrays = [jnp.asarray(result[k]) for k in kinds]
+                              n_devices=len(devices), keep=keep)
+        result = dict(zip(_KINDS, outs))
+        del outs
+        arrays = [jnp.asarray(result.pop(k)) for k in kinds]  # host buffers freed one by one
         if single:
             return arrays[0]
         return collections.namedtuple("Kernel", kinds)(*arrays)
