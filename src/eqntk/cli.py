@@ -43,7 +43,10 @@ def _select_device(device: str):
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action):
+        if action.dest == "same_element":  # a flag pair: its help says which is the default
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _positive_int(name):
@@ -168,7 +171,7 @@ A molecule's kernel is the sum of its atoms' kernels (energy = sum of atomic ter
 targets minus a per-element linear fit are regressed; the ridge is picked on a validation
 split for each kernel and training-set size. By default the 5,000-molecule QM9 subset
 shipped with eqntk is used (--data for other sources) and the run takes a few minutes on a
-laptop CPU. Prints a table and writes qm9.json and qm9_learning_curve.png to --out.
+2-core CPU. Prints a table and writes qm9.json and qm9_learning_curve.png to --out.
 
 examples:
   eqntk qm9                                   # default learning curve N = 50, 100, 200
@@ -216,10 +219,12 @@ def _add_qm9(sub):
     q.add_argument("--target", choices=["U0", "U", "H", "G"], default="U0",
                    help="QM9 energy whose atomization energy is predicted")
     pairs = q.add_mutually_exclusive_group()
-    pairs.add_argument("--same-element", dest="same_element", action="store_true", default=True,
-                       help="molecular kernel sums only pairs of atoms of the same element (~2.5x faster)")
-    pairs.add_argument("--all-pairs", dest="same_element", action="store_false",
+    pairs.add_argument("--same-element", dest="same_element", action="store_true", default=argparse.SUPPRESS,
+                       help="molecular kernel sums only pairs of atoms of the same element (the default; "
+                            "~2.5x faster than --all-pairs)")
+    pairs.add_argument("--all-pairs", dest="same_element", action="store_false", default=argparse.SUPPRESS,
                        help="molecular kernel sums all pairs of atoms")
+    q.set_defaults(same_element=True)
     q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(DEFAULT_RIDGES), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel; the best on the "
                         "validation split is used")
