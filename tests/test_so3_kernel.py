@@ -219,3 +219,13 @@ def test_bad_input():
         stax.SO3Pool(oversampling=0.5)
     with pytest.raises(ValueError, match="bandlimit"):
         stax.S2ConvSO3(1, 0)
+
+
+def test_vectorised_arcsin_arccos_match_numpy():
+    from eqntk.core.pointwise import arccos, arcsin
+
+    x = np.concatenate([np.linspace(-1, 1, 200001), [0.5, -0.5, 1 - 1e-15, -1 + 1e-15, 1e-300]])
+    np.testing.assert_allclose(np.asarray(arcsin(jnp.asarray(x))), np.arcsin(x), rtol=0, atol=5e-16)
+    np.testing.assert_allclose(np.asarray(arccos(jnp.asarray(x))), np.arccos(x), rtol=0, atol=5e-16)
+    x32 = jnp.asarray(x, jnp.float32)
+    np.testing.assert_allclose(np.asarray(arcsin(x32)), np.arcsin(np.asarray(x32, np.float64)), atol=3e-7)
