@@ -33,11 +33,13 @@ def digits():
     print(f"η = {r['learning_rate']:.4g} (η λ_max/n = {r['eta_times_lambda_max_over_n']:.2f}), steps {r['steps']}, "
           f"augmentation identity on these data: max rel. diff {r['augmentation_identity_max_rel_diff']:.1e}\n")
     print("| width | GCNN vs aug. CNN | GCNN vs NTK | aug. CNN vs NTK | GCNN vs flow | aug. CNN vs flow "
-          "| MC noise GCNN | MC noise CNN | final acc. GCNN / CNN |\n|---|---|---|---|---|---|---|---|---|")
+          "| MC noise GCNN | MC noise CNN | noise of the GCNN−CNN gap | final acc. GCNN / CNN |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     for row in r["rows"]:
         m = row["mean_over_times"]
         print(f"| {row['width']} | {m['gcnn_vs_cnn_aug']:.3f} | {m['gcnn_vs_ntk']:.3f} | {m['cnn_aug_vs_ntk']:.3f} "
               f"| {m['gcnn_vs_flow']:.3f} | {m['cnn_aug_vs_flow']:.3f} | {m['noise_gcnn']:.3f} | {m['noise_cnn_aug']:.3f} "
+              f"| {(m['noise_gcnn'] ** 2 + m['noise_cnn_aug'] ** 2) ** 0.5:.3f} "
               f"| {row['gcnn']['acc'][-1]:.3f} / {row['cnn_aug']['acc'][-1]:.3f} |")
     print(f"\nslopes of the mean gap vs width (log-log): " + ", ".join(
         f"{k} {v:.2f}" for k, v in r["slopes_of_mean_gap_vs_width"].items()))
