@@ -75,7 +75,7 @@ def main():
     ap.add_argument("--eta-scale", type=float, default=1.0, help="η = eta_scale · n / λ_max(Θ_train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--member-chunk", type=int, default=1,
-                    help="members per vmap (1: one by one; vmapped convolutions are ~3x slower on XLA:CPU)")
+                    help="members per vmap (1: one by one; vmapped convolutions are several times slower on XLA:CPU)")
     ap.add_argument("--out", default="benchmarks/results/digits_dynamics")
     a = ap.parse_args()
     t_start = time.time()

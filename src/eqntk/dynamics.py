@@ -184,7 +184,7 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, x_train, y_train, x_te
         flip_fn: ``params -> params`` used to form the antithetic partner (default
             :func:`negate_readout`).
         member_chunk: train this many members at a time under ``jax.vmap`` (default: all). On
-            XLA:CPU, vmapped convolutions with per-member filters ran ~3x slower per member than
+            XLA:CPU, vmapped convolutions with per-member filters ran several times slower per member than
             ``member_chunk=1`` (measured on a p4 GCNN of width 32); dense networks vmap well.
         dtype: cast inputs, targets and parameters to this floating dtype (default: the inputs'
             dtype if floating, else JAX's default float).
