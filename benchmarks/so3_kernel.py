@@ -110,7 +110,7 @@ def main():
     for dtype in a.dtype:
         for L in Ls:
             for N in Ns:
-                r = run_child("issue", L, N, dtype, 2 if N * L >= 2048 else 3, a.timeout)
+                r = run_child("issue", L, N, dtype, 1 if N * L >= 2048 else 3, a.timeout)
                 rows.append(r)
                 if "error" in r:
                     print(f"{L:>3} {N:>4} {dtype:>8}   {r['error']}")
