@@ -58,7 +58,7 @@ def images(d, key="rotation"):
 
 def main():
     for name, fn in [("qm9_select.json", qm9_select), ("qm9_curve.json", qm9_curve),
-                     ("qm9_curve_large.json", qm9_curve), ("qm9_curve_1600.json", qm9_curve),
+                     ("qm9_curve_large.json", qm9_curve), ("qm9_curve_osf3.json", qm9_curve),
                      ("digits_curve.json", images), ("histology_demo.json", images)]:
         d = _load(name)
         print(f"### {name}\n")
