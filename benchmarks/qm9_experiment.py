@@ -57,7 +57,7 @@ def _grams(cfg, pool, test, dtype, store, log):
     out = {}
     for name, (kf, shape) in qm9.networks(cfg, x_pool.shape[2]).items():
         t0 = time.perf_counter()
-        st = None if store is None else os.path.join(store, f"L{cfg.bandlimit}_w{cfg.w_std:g}", name)
+        st = None if store is None else os.path.join(store, f"L{cfg.bandlimit}_w{cfg.w_std:g}_os{cfg.oversampling:g}", name)
         gp = qm9.molecular_grams(kf, shape(x_pool), pool, tile=cfg.tile, progress=True, log=log,
                                  store=None if st is None else os.path.join(st, "pool"), label="pool x pool, ")
         gt = None
