@@ -185,7 +185,9 @@ def test_full_network_gap_is_discretisation_and_closes_under_refinement(ref, i):
         n, t = _dense_full(i, b)
         gaps.append((_rel(n, cont[0]), _rel(t, cont[1])))
     gaps = np.array(gaps)
-    np.testing.assert_allclose(gaps[0], [_rel(refs[0], cont[0]), _rel(refs[1], cont[1])], rtol=1e-8)
+    # rtol 1e-7 of a ~4e-3 gap: the ReLU NTK reproduces the references only to ~1e-10 relative
+    # (its angle loses half its digits on self pairs), see the reproduction test above
+    np.testing.assert_allclose(gaps[0], [_rel(refs[0], cont[0]), _rel(refs[1], cont[1])], rtol=1e-7)
     assert np.all(np.diff(gaps, axis=0) < 0), gaps
     assert np.all(gaps[-1] < gaps[0] / 20), gaps
 

@@ -51,7 +51,8 @@ def _planar(name):
 
 def group_elements(group, *, oversampling: float = 3.0, grid_bandlimit: Optional[int] = None,
                    bandlimit: Optional[int] = None):
-    """``(transforms, weights)``: callables ``x -> g·x`` and weights summing to 1.
+    """``(transform, weights)``: ``transform(x, idx)`` stacks ``g_i·x`` for the elements ``idx``
+    (shape ``(len(idx)·N, ...)``, element-major); ``weights`` sum to 1.
 
     For ``'so3'``, ``bandlimit`` is the input's ``L`` (required to size the quadrature).
     """
@@ -64,22 +65,29 @@ def group_elements(group, *, oversampling: float = 3.0, grid_bandlimit: Optional
                 raise ValueError("augment(..., 'so3') needs the inputs' bandlimit to size its quadrature")
             grid_bandlimit = grid_bandlimit_for(bandlimit, 1, oversampling, nonlinear=True)
         g = so3_grid(int(grid_bandlimit))
-        A, B, G = (a.ravel() for a in g.euler_angles())
-        w = g.weights().ravel()
-        fns = [(lambda x, a=a, b=b, c=c: rotate_coeffs(x, a, b, c)) for a, b, c in zip(A, B, G)]
-        return fns, w
+        angles = [a.ravel() for a in g.euler_angles()]
+
+        def rotate(x, idx):  # one batched call for all rotations of the chunk
+            a, b, c = (jnp.asarray(v[idx], x.dtype)[:, None] for v in angles)
+            out = rotate_coeffs(x[None], a, b, c)
+            return out.reshape((-1,) + x.shape[1:])
+
+        return rotate, g.weights().ravel()
     if isinstance(group, (list, tuple)) and all(callable(f) for f in group):
         if not group:
             raise ValueError("augment: the list of group elements is empty")
-        return list(group), np.full(len(group), 1.0 / len(group))
+        fns = list(group)
+        return (lambda x, idx: jnp.concatenate([jnp.asarray(fns[i](x)) for i in idx], axis=0),
+                np.full(len(fns), 1.0 / len(fns)))
     from .planar.groups import transform_grid
 
     pg = _planar(group)
 
-    def act(d):
-        return lambda x: transform_grid(x, pg, axes=(1, 2), elements=[d])[:, 0]
+    def act(x, idx):
+        out = transform_grid(x, pg, axes=(1, 2), elements=list(idx))  # (N, k, H, W, C)
+        return jnp.moveaxis(out, 1, 0).reshape((-1,) + x.shape[1:])
 
-    return [act(d) for d in range(pg.order)], np.full(pg.order, 1.0 / pg.order)
+    return act, np.full(pg.order, 1.0 / pg.order)
 
 
 def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], *,
@@ -104,12 +112,18 @@ def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], 
             from .so3.harmonics import bandlimit_of
 
             L = bandlimit_of(x1.shape[1])
-        fns, weights = group_elements(group, oversampling=oversampling, grid_bandlimit=grid_bandlimit,
-                                      bandlimit=L)
+        transform, weights = group_elements(group, oversampling=oversampling, grid_bandlimit=grid_bandlimit,
+                                            bandlimit=L)
+        # several group elements per kernel_fn call (one call per element costs its overhead
+        # thousands of times for SO(3) quadratures), at most ~2e7 kernel entries at a time
+        n1, n2, n_g = x1.shape[0], x2v.shape[0], len(weights)
+        chunk = max(1, min(n_g, int(2e7 // max(n1 * n2, 1))))
         acc = None
-        for f, w in zip(fns, weights):
-            k = kernel_fn(x1, f(x2v), get=kinds, **kwargs)
-            vals = [w * np.asarray(getattr(k, name)) for name in kinds]
+        for s in range(0, n_g, chunk):
+            idx = np.arange(s, min(s + chunk, n_g))
+            k = kernel_fn(x1, transform(x2v, idx), get=kinds, **kwargs)
+            vals = [np.einsum("igj,g->ij", np.asarray(getattr(k, name)).reshape(n1, len(idx), n2), weights[idx])
+                    for name in kinds]
             acc = vals if acc is None else [a + v for a, v in zip(acc, vals)]
         out = [jnp.asarray(a) for a in acc]
         if isinstance(get, str):
