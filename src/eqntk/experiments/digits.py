@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
+from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
     psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["DigitsConfig", "DEFAULT_DIGITS_PATH", "NETWORK_LABELS", "load", "network", "run", "print_summary",
@@ -220,13 +220,7 @@ def plot_accuracy(result: dict, path: str, title: Optional[str] = None) -> str:
     ax.set_ylabel("test accuracy [%]")
     cfg = result.get("config", {})
     ax.set_title(title or f"8x8 digits, test rotated ({cfg.get('rotation')}), NTK regression")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, path)
 
 
 def save(result: dict, out_dir: str, stem: str = "digits") -> tuple[str, str]:
