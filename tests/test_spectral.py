@@ -81,3 +81,26 @@ def test_so3_degree_spectrum_matches_nystrom_on_exact_grid():
     expected = np.sort(np.concatenate([np.repeat(spec[l], 2 * l + 1) for l in spec]))[::-1]
     np.testing.assert_allclose(ev[: len(expected)], expected, atol=1e-12)
     assert np.abs(ev[len(expected):]).max() < 1e-12
+
+
+@pytest.mark.parametrize("name", ["p4", "p4m"])
+def test_planar_irrep_spectrum_matches_full_operator(name):
+    """Union over irreps (with multiplicity dim ρ) = spectrum of the full |G|·HW·M kernel matrix."""
+    from eqntk.planar import P4, P4M
+
+    G = {"p4": P4, "p4m": P4M}[name]
+    lift = {"p4": stax.Z2ConvP4, "p4m": stax.Z2ConvP4M}[name]
+    x = np.random.default_rng(5).normal(size=(2, 4, 4, 2))
+    K = np.asarray(stax.serial(lift(1, (3, 3)), stax.Relu())[2](x, get="nngp"))  # (2, 2, |G|, 4, 4, 4, 4)
+    n, g, npx = 2, G.order, 16
+    Mt = K.reshape(n, n, g, npx, npx)
+    full = np.zeros((n, g, npx, n, g, npx))
+    for r in range(g):
+        for r2 in range(g):  # K((r, t), (r', t')) = M_{r' r⁻¹}(t, t')
+            full[:, r, :, :, r2, :] = np.transpose(Mt[:, :, G.table[r2, G.inverse[r]]], (0, 2, 1, 3))
+    full = full.reshape(n * g * npx, -1) / (n * g * npx)
+    expected = np.sort(np.linalg.eigvalsh(0.5 * (full + full.T)))[::-1]
+    spec = spectral.planar_irrep_spectrum(K, name)
+    dims = {k: v.shape[1] for k, v in __import__("eqntk.planar.irreps", fromlist=["irreps"]).irreps(G).items()}
+    got = np.sort(np.concatenate([np.repeat(v, dims[k]) for k, v in spec.items()]))[::-1]
+    np.testing.assert_allclose(got, expected, atol=1e-12 * np.abs(expected).max())

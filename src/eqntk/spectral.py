@@ -16,7 +16,9 @@ the expected test mean-square error. With an NTK this is also the infinite-time 
 network's mean prediction under gradient flow (eqntk.predict).
 
 Irreps. Before pooling, an equivariant kernel is block diagonal over irreducible
-representations: :func:`so3_degree_spectrum` resolves an SO(3) kernel's spectrum by degree ``l``.
+representations: :func:`so3_degree_spectrum` resolves an SO(3) kernel's spectrum by degree ``l``,
+:func:`planar_irrep_spectrum` a p2/p4/p4m kernel's by irrep of the point group (C_n characters,
+D_4's A1, A2, B1, B2, E).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import scipy.optimize
 
 __all__ = ["Eigensystem", "eigensystem", "target_spectrum", "learning_curve_theory",
-           "empirical_learning_curve", "so3_degree_spectrum"]
+           "empirical_learning_curve", "so3_degree_spectrum", "planar_irrep_spectrum"]
 
 
 class Eigensystem(NamedTuple):
@@ -167,4 +169,38 @@ def so3_degree_spectrum(blocks, bandlimit: Optional[int] = None) -> dict:
         A = np.transpose(b, (0, 2, 1, 3)).reshape(M * k, M * k) / (M * k)
         A = 0.5 * (A + A.T)
         out[l] = np.sort(np.linalg.eigvalsh(A))[::-1]
+    return out
+
+
+def planar_irrep_spectrum(M, group) -> dict:
+    """Spectrum of an unpooled planar GCNN kernel resolved by irrep of the point group.
+
+    Args:
+        M: per-element kernels ``(M, M, |G|, H, W, H, W)`` of ``M`` inputs with themselves
+            (``kernel_fn(x, get=...)`` of a network ending in a group feature map).
+        group: ``'p2'``, ``'p4'``, ``'p4m'`` or an :class:`eqntk.planar.PlanarGroup`.
+
+    Returns:
+        ``{irrep: eigenvalues}`` (descending) of the kernel operator on inputs × group × pixels
+        with the uniform probability measure, restricted to the irrep's isotypic component;
+        each eigenvalue has multiplicity ``dim ρ`` there (see :mod:`eqntk.planar.irreps`: on
+        ``r ↦ ρ(r)ᵀ v`` the operator is ``|G| K̂(ρ)ᵀ``).
+    """
+    from .planar.groups import P2, P4, P4M, PlanarGroup
+    from .planar.irreps import group_fourier, irreps
+
+    G = group if isinstance(group, PlanarGroup) else {"p2": P2, "p4": P4, "p4m": P4M}.get(group)
+    if G is None:
+        raise ValueError(f"unknown planar group {group!r}; use 'p2', 'p4' or 'p4m'")
+    K = np.asarray(M)
+    if K.ndim != 7 or K.shape[0] != K.shape[1] or K.shape[2] != G.order:
+        raise ValueError(f"expected per-element kernels (M, M, {G.order}, H, W, H, W), got {K.shape}")
+    n, npx = K.shape[0], K.shape[3] * K.shape[4]
+    out = {}
+    for name, B in group_fourier(K, G).items():
+        B = np.asarray(B)  # (M, M, dim, dim, H, W, H, W)
+        dim = B.shape[2]
+        A = np.transpose(B.reshape(n, n, dim, dim, npx, npx), (0, 3, 4, 1, 2, 5)).reshape(n * dim * npx, -1)
+        A = 0.5 * (A + A.conj().T) * G.order / (n * G.order * npx)
+        out[name] = np.sort(np.linalg.eigvalsh(A))[::-1]
     return out
