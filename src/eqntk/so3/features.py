@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .quadrature import grid_bandlimit_for
-from .transform import analysis_finish, analysis_slice, synthesis_prepare, synthesis_slice, transform_tables
+from .transform import slice_plan
 
 __all__ = ["SO3Signal"]
 
@@ -55,15 +55,15 @@ class SO3Signal:
             return jnp.pad(x, ((0, 0), (0, 0), (0, pad), (pad, pad), (pad, pad)))
         nonlinear = any(not lin for _, lin in self.fns)
         B = grid_bandlimit_for(L, L_out, oversampling, nonlinear)
-        t_in = transform_tables(B, L)
-        t_out = transform_tables(B, L_out)
-        S = jnp.moveaxis(synthesis_prepare(x, t_in), -3, 0)  # (nβ, N, C, P, P)
+        xs, synthesise = slice_plan(B, L).synthesiser(x)  # the kernel's grid and transform routes
+        xa, analyse, finish = slice_plan(B, L_out).analyser(x.dtype)
 
-        def body(carry, s_b):
-            v = jnp.moveaxis(synthesis_slice(s_b, t_in), 1, -1)  # (N, nα, nγ, C)
+        def body(carry, slice_inputs):
+            s_b, a_b = slice_inputs
+            v = jnp.moveaxis(synthesise(s_b), 1, -1)  # (N, nα, nγ, C)
             for fn, _ in self.fns:
                 v = fn(v)
-            return carry, analysis_slice(jnp.moveaxis(v, -1, 1), t_out)
+            return carry, analyse(jnp.moveaxis(v, -1, 1), a_b)
 
-        _, Psi = jax.lax.scan(body, None, S)
-        return analysis_finish(jnp.moveaxis(Psi, 0, -3), t_out)
+        _, stacked = jax.lax.scan(body, None, (xs, xa))
+        return finish(stacked)

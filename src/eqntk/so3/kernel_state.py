@@ -127,7 +127,7 @@ class LiftBase:
 
     def cost(self, grid) -> Cost:
         if self.uses_fourier_route(grid):
-            return FourierBase(self.left[..., 0], None, self.L).cost(grid)
+            return _fourier_cost(grid, self.L, n_functions=1)
         na, ng = grid.alpha.size, grid.gamma.size
         C = self.left.shape[-1]
         row = (2 * na * self.L * (2 * self.L - 1) + ng * self.L**2) * C
@@ -164,9 +164,13 @@ class FourierBase:
         return (xn, xt), lambda x: (fn(x[0]), ft(x[1]))
 
     def cost(self, grid) -> Cost:
-        P = 2 * self.L - 1
-        k = 1 if (self.ntk is None or self.ntk_is_nngp) else 2
-        return Cost(pair=k * (grid.bandlimit + 5 * self.L) * P * P, row=0.0)
+        return _fourier_cost(grid, self.L, n_functions=1 if (self.ntk is None or self.ntk_is_nngp) else 2)
+
+
+def _fourier_cost(grid, L: int, n_functions: int) -> Cost:
+    """Working elements per pair of synthesising ``n_functions`` bandlimit-``L`` functions."""
+    P = 2 * L - 1
+    return Cost(pair=n_functions * (grid.bandlimit + 5 * L) * P * P, row=0.0)
 
 
 Base = Union[LiftBase, FourierBase]
