@@ -117,3 +117,44 @@ def test_kernel_fn_paths_agree(mols):
         D.molecular_kernel_fn(toy_kernel_fn, x[:-1], mols)
     with pytest.raises(ValueError, match="without molecules2"):
         D.molecular_kernel_fn(toy_kernel_fn, x, mols, x2)
+
+
+@pytest.mark.parametrize("same_element", [False, True])
+def test_blocked_path_equals_whole_gram(mols, same_element, tmp_path):
+    """Blocks of a few atoms, reduced as they come, give the loop reference over the whole atom Gram."""
+    x = D.atomic_environments(mols, bandlimit=L)
+    atoms = toy_kernel_fn(x)
+    ref = loop_reference(atoms.ntk, mols, mols, same_element=same_element)
+    for block in (1, 5, 7, 10_000):
+        got = D.molecular_kernel_fn(toy_kernel_fn, x, mols, get=("ntk", "nngp"), same_element=same_element,
+                                    block_atoms=block)
+        assert np.allclose(got.ntk, ref, rtol=1e-12) and np.allclose(got.ntk, got.ntk.T, rtol=1e-14)
+    m2 = mols[np.array([4, 1, 2])]
+    x2 = D.atomic_environments(m2, bandlimit=L)
+    cross = D.molecular_kernel_fn(toy_kernel_fn, x, mols, x2, m2, get="nngp", same_element=same_element,
+                                  block_atoms=3)
+    assert np.allclose(cross, loop_reference(toy_kernel_fn(x, x2).nngp, mols, m2, same_element=same_element),
+                       rtol=1e-12)
+
+
+def test_blocked_store_resumes_and_refuses_other_inputs(mols, tmp_path):
+    x = D.atomic_environments(mols, bandlimit=L)
+    calls = []
+
+    def counting(x1, x2=None, get=None, **kw):
+        calls.append(kw)
+        return toy_kernel_fn(x1, x2, get)
+
+    store = str(tmp_path / "blocks")
+    first = D.molecular_kernel_fn(counting, x, mols, get="ntk", block_atoms=4, block_store=store, tile_size=2)
+    n_blocks = len(calls)
+    assert n_blocks > 3 and all(kw == {"tile_size": 2} for kw in calls)
+    again = D.molecular_kernel_fn(counting, x, mols, get="ntk", block_atoms=4, block_store=store, tile_size=2)
+    assert len(calls) == n_blocks and np.array_equal(first, again)  # nothing recomputed
+    assert np.allclose(first, loop_reference(toy_kernel_fn(x).ntk, mols, mols), rtol=1e-12)
+    with pytest.raises(ValueError, match="different computation"):
+        D.molecular_kernel_fn(counting, x * 2, mols, get="ntk", block_atoms=4, block_store=store, tile_size=2)
+    with pytest.raises(ValueError, match="needs block_atoms"):
+        D.molecular_kernel_fn(counting, x, mols, block_store=store)
+    with pytest.raises(ValueError, match="block_atoms"):
+        D.molecular_kernel_fn(counting, x, mols, block_atoms=0)

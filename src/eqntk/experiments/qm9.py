@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
+from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, \
     psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["QM9Config", "KERNEL_LABELS", "networks", "molecular_grams", "element_baseline", "evaluate_curve",
@@ -119,35 +119,24 @@ def networks(cfg: QM9Config, n_channels: int) -> dict:
 
 
 def molecular_grams(kernel_fn, x1: np.ndarray, mol1, x2: Optional[np.ndarray] = None, mol2=None, *,
-                    same_element: bool = True, tile: int = 128, store: Optional[str] = None,
+                    same_element: bool = True, tile: int = 128, block_atoms: int = 4096, store: Optional[str] = None,
                     progress: Optional[bool] = None, label: str = "", log=print) -> dict:
     """``{'nngp': K, 'ntk': Θ}`` molecular Grams ``(n_mol1, n_mol2)`` (float64) of an atom ``kernel_fn``.
 
-    ``x2=None``: the symmetric Gram of the first set. With ``same_element`` the atom kernel
-    is evaluated per element block only. ``store``: a directory for resumable tile stores
-    (one subfolder per element block).
+    ``x2=None``: the symmetric Gram of the first set. The atom kernel is evaluated in blocks of
+    at most ``block_atoms`` atoms (per element block with ``same_element``), each padded to a
+    multiple of ``tile`` so one compilation serves all, and reduced to molecules as soon as it is
+    computed (:func:`eqntk.data.molecular_kernel_fn`). ``store``: a directory for a resumable
+    store of finished blocks.
     """
-    from ..data import segment_sum_gram
+    from ..data import molecular_kernel_fn
 
-    sym = x2 is None
-    m2 = mol1 if sym else mol2
-    seg1, seg2 = mol1.molecule_index, m2.molecule_index
-    blocks = []
-    if same_element:
-        for e in np.intersect1d(mol1.Z, m2.Z):
-            blocks.append((int(e), np.nonzero(mol1.Z == e)[0], np.nonzero(m2.Z == e)[0]))
-    else:
-        blocks.append((0, np.arange(mol1.n_atoms_total), np.arange(m2.n_atoms_total)))
-    total = {"nngp": np.zeros((len(mol1), len(m2))), "ntk": np.zeros((len(mol1), len(m2)))}
-    for e, i1, i2 in blocks:
-        name = f"element Z={e}" if same_element else "all atoms"
-        if log:
-            log(f"  {label}{name}: {i1.size} x {i2.size} atoms")
-        sub = None if store is None else os.path.join(store, f"Z{e}" if same_element else "all")
-        k = padded_kernel(kernel_fn, x1[i1], None if sym else x2[i2], tile=tile, store=sub, progress=progress)
-        for kind in total:
-            total[kind] += segment_sum_gram(k[kind], seg1[i1], len(mol1), seg2[i2], len(m2))
-    return total
+    if log:
+        n2 = mol1.n_atoms_total if mol2 is None else mol2.n_atoms_total
+        log(f"  {label}{mol1.n_atoms_total} x {n2} atoms, {'same-element pairs' if same_element else 'all pairs'}")
+    res = molecular_kernel_fn(kernel_fn, x1, mol1, x2, mol2, get=("nngp", "ntk"), same_element=same_element,
+                              block_atoms=block_atoms, block_store=store, progress=progress, tile_size=tile)
+    return {"nngp": res.nngp, "ntk": res.ntk}
 
 
 def element_baseline(counts_train: np.ndarray, y_train: np.ndarray):
