@@ -155,6 +155,84 @@ def cmd_curve(args):
     print(f"wrote {args.out} and {png}")
 
 
+def cmd_spectrum(args):
+    """Bordelon–Canatar–Pehlevan learning-curve theory vs measured curves on the pool's Grams."""
+    from eqntk import spectral
+
+    ms, y, _, pool_idx = _data(args, args.pool, args.n_test)
+    pool = ms.subset(pool_idx)
+    cfg = qm9.QM9Config(bandlimit=args.bandlimit, w_std=args.w_std, kernels=tuple(args.kernels),
+                        oversampling=args.oversampling)
+    grams = _grams(cfg, pool, None, np.float32, args.store, print)
+    c = qm9.element_counts(pool)
+    r = y[pool_idx] - qm9.element_baseline(c, y[pool_idx])(c)  # target: the per-element baseline's residual (eV)
+    M = len(pool)
+    rows, curves = [], {}
+    for name, (gp, _, secs) in grams.items():
+        for kind in args.kinds:
+            K = 0.5 * (gp[kind] + gp[kind].T)
+            K = K / np.mean(np.diag(K))  # the ridge below is relative to the mean diagonal
+            es = spectral.eigensystem(K, psd_rtol=psd_tolerance("float32"))
+            lam_min = float(es.vectors[:, -1] @ K @ es.vectors[:, -1])  # smallest eigenvalue, before clipping
+            if lam_min < 0 and args.ridge <= -lam_min:
+                print(f"   warning: {name}_{kind} has an eigenvalue {lam_min:.2e} below -ridge ({args.ridge:g}): "
+                      "the measured regressions are then ill-posed; use a larger --ridge", flush=True)
+            w2 = spectral.target_spectrum(es, r)
+            theory = spectral.learning_curve_theory(es.eigenvalues, w2, args.n_train, ridge=args.ridge)
+            t0 = time.perf_counter()
+            measured, se = spectral.empirical_learning_curve(K, r, args.n_train, n_repeats=args.repeats,
+                                                              ridge=args.ridge, seed=0)
+            cum = np.cumsum(w2) / np.sum(w2)
+            key = f"{name}_{kind}"
+            curves[key] = {"eigenvalues": es.eigenvalues[: args.keep_modes].tolist(), "min_eigenvalue_gram": lam_min,
+                           "cumulative_target_power": cum[: args.keep_modes].tolist()}
+            for P, th, me, s_ in zip(args.n_train, theory, measured, se):
+                rows.append({"kernel": key, "n_train": int(P), "theory_rmse_meV": 1e3 * float(np.sqrt(th)),
+                             "measured_rmse_meV": 1e3 * float(np.sqrt(me)),
+                             "measured_rmse_se_meV": 1e3 * float(s_ / (2 * np.sqrt(me))),
+                             "ratio_theory_measured_mse": float(th / me)})
+            modes = {k: float(cum[k - 1]) for k in (10, 100, 1000) if k <= M}
+            print(f"{key}: target power in the top 10/100/1000 modes: "
+                  + ", ".join(f"{v:.3f}" for v in modes.values()) + f" (measured curve {time.perf_counter() - t0:.0f} s)")
+            for row in rows[-len(args.n_train):]:
+                print(f"   P = {row['n_train']:5d}: theory {row['theory_rmse_meV']:7.1f} meV, measured "
+                      f"{row['measured_rmse_meV']:7.1f} ± {row['measured_rmse_se_meV']:.1f} meV")
+            curves[key]["top_modes_target_power"] = modes
+    result = {"experiment": "qm9_spectrum", "args": vars(args), "n_pool": M, "target": "U0 atomization energy "
+              "minus per-element linear baseline fitted on the pool (eV)", "results": rows, "spectra": curves,
+              "target_rms_meV": 1e3 * float(np.sqrt(np.mean(r**2))), "environment": environment_info()}
+    write_json(args.out, result)
+    png = os.path.splitext(args.out)[0] + ".png"
+    _plot_spectrum(result, png)
+    print(f"wrote {args.out} and {png}")
+
+
+def _plot_spectrum(result, png):
+    from eqntk.experiments.common import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    for i, (key, sp) in enumerate(result["spectra"].items()):
+        col = f"C{i}"
+        rs = [r for r in result["results"] if r["kernel"] == key]
+        P = [r["n_train"] for r in rs]
+        label = qm9.KERNEL_LABELS.get(key, key)
+        ax[0].plot(P, [r["theory_rmse_meV"] for r in rs], "-", color=col, label=f"{label}: theory")
+        ax[0].errorbar(P, [r["measured_rmse_meV"] for r in rs], yerr=[r["measured_rmse_se_meV"] for r in rs],
+                       fmt="o", color=col, label=f"{label}: measured")
+        k = np.arange(1, len(sp["eigenvalues"]) + 1)
+        ax[1].loglog(k, sp["eigenvalues"], color=col, label=label)
+        ax[2].semilogx(k, sp["cumulative_target_power"], color=col, label=label)
+    ax[0].set(xscale="log", yscale="log", xlabel="training molecules P", ylabel="RMSE on the pool [meV]",
+              title="learning curves: theory vs measured")
+    ax[1].set(xlabel="mode k", ylabel="operator eigenvalue η_k (K / mean diag)", title="kernel spectra")
+    ax[2].set(xlabel="mode k", ylabel="fraction of target power in modes ≤ k", title="target alignment")
+    for a in ax[1:]:
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=8)
+    save_figure(fig, ax[0], png)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
@@ -180,8 +258,21 @@ def main(argv=None):
     c.add_argument("--oversampling", type=float, default=2.0)
     c.add_argument("--store", default=None)
     c.add_argument("--out", default="benchmarks/results/qm9_curve.json")
+    q = sub.add_parser("spectrum", help="learning-curve theory vs measured on the pool's Grams (reuses --store)")
+    q.add_argument("--pool", type=int, default=700)
+    q.add_argument("--n-test", type=int, default=500, help="only to draw the same pool as `curve`")
+    q.add_argument("--n-train", type=int, nargs="+", default=[50, 100, 200, 400])
+    q.add_argument("--bandlimit", type=int, default=4)
+    q.add_argument("--w-std", type=float, default=1.0)
+    q.add_argument("--oversampling", type=float, default=3.0)
+    q.add_argument("--kinds", nargs="+", default=["ntk"])
+    q.add_argument("--ridge", type=float, default=1e-5, help="ridge relative to the Gram's mean diagonal")
+    q.add_argument("--repeats", type=int, default=5, help="random training sets per size")
+    q.add_argument("--keep-modes", type=int, default=2000, help="modes written to the JSON")
+    q.add_argument("--store", default=None)
+    q.add_argument("--out", default="benchmarks/results/qm9_spectrum.json")
     args = p.parse_args(argv)
-    {"select": cmd_select, "curve": cmd_curve}[args.cmd](args)
+    {"select": cmd_select, "curve": cmd_curve, "spectrum": cmd_spectrum}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,13 @@ def test_eigensystem_and_target_spectrum():
         spectral.eigensystem(-K)
     with pytest.raises(ValueError, match="square"):
         spectral.eigensystem(K[:3])
+    # a small negative eigenvalue (quadrature or float32 error) is tolerated only when asked for
+    v = es.vectors[:, -1]
+    K_neg = K - (es.eigenvalues[-1] * 60 + 1e-5 * np.abs(K).max()) * np.outer(v, v)
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        spectral.eigensystem(K_neg)
+    es_neg = spectral.eigensystem(K_neg, psd_rtol=1e-4)
+    assert es_neg.eigenvalues.min() == 0.0
 
 
 def test_theory_single_mode_closed_form():
