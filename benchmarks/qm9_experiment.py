@@ -57,7 +57,10 @@ def _grams(cfg, pool, test, dtype, store, log):
     out = {}
     for name, (kf, shape) in qm9.networks(cfg, x_pool.shape[2]).items():
         t0 = time.perf_counter()
-        st = None if store is None else os.path.join(store, f"L{cfg.bandlimit}_w{cfg.w_std:g}_os{cfg.oversampling:g}", name)
+        tag = f"L{cfg.bandlimit}_w{cfg.w_std:g}_os{cfg.oversampling:g}"
+        if tuple(cfg.powers) != (1.0, 2.0, 3.0):
+            tag += "_p" + "-".join(f"{v:g}" for v in cfg.powers)
+        st = None if store is None else os.path.join(store, tag, name)
         gp = qm9.molecular_grams(kf, shape(x_pool), pool, tile=cfg.tile, progress=True, log=log,
                                  store=None if st is None else os.path.join(st, "pool"), label="pool x pool, ")
         gt = None
@@ -79,12 +82,13 @@ def cmd_select(args):
     tr = np.arange(n_val, args.pool)
     v1, v2 = np.arange(n_val // 2), np.arange(n_val // 2, n_val)
     rows = []
-    for L, w, osf in itertools.product(args.bandlimits, args.w_stds, args.oversamplings):
+    powers_sets = [tuple(float(v) for v in p.split(",")) for p in args.powers]
+    for powers, L, w, osf in itertools.product(powers_sets, args.bandlimits, args.w_stds, args.oversamplings):
         kernels = tuple(args.kernels) if osf == args.oversamplings[0] else tuple(k for k in args.kernels if k == "so3")
         if not kernels:
             continue
-        cfg = qm9.QM9Config(bandlimit=L, w_std=w, kernels=kernels, oversampling=osf)
-        print(f"== bandlimit {L}, W_std {w}, SO3Pool oversampling {osf}", flush=True)
+        cfg = qm9.QM9Config(bandlimit=L, w_std=w, kernels=kernels, oversampling=osf, powers=powers)
+        print(f"== distance powers {powers}, bandlimit {L}, W_std {w}, SO3Pool oversampling {osf}", flush=True)
         for name, (gp, _, secs) in _grams(cfg, pool, None, np.float32, None, print).items():
             base = qm9.element_baseline(c[tr], yp[tr])
             r = yp - base(c)
@@ -96,7 +100,8 @@ def cmd_select(args):
                 _, v2_mae, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v2, tr)], r[v2], mae, [ridge],
                                             psd_rtol=psd_tolerance("float32"))
                 lam = np.linalg.eigvalsh(K[np.ix_(tr, tr)])
-                rows.append({"kernel": f"{name}_{kind}", "bandlimit": L, "w_std": w, "ridge_rel": ridge,
+                rows.append({"kernel": f"{name}_{kind}", "powers": list(powers), "bandlimit": L, "w_std": w,
+                             "ridge_rel": ridge,
                              "oversampling": osf if name == "so3" else None,
                              "min_eig_rel": float(lam[0] / lam[-1]),
                              "val_mae_meV": 1e3 * v2_mae, "kernel_seconds": secs})
@@ -109,7 +114,8 @@ def cmd_select(args):
         if r["kernel"] not in best or r["val_mae_meV"] < best[r["kernel"]]["val_mae_meV"]:
             best[r["kernel"]] = r
     for k, r in best.items():
-        print(f"best {k}: bandlimit {r['bandlimit']}, W_std {r['w_std']}, oversampling {r['oversampling']}: "
+        print(f"best {k}: powers {r.get('powers')}, bandlimit {r['bandlimit']}, W_std {r['w_std']}, "
+              f"oversampling {r['oversampling']}: "
               f"{r['val_mae_meV']:.0f} meV")
     write_json(args.out, {"experiment": "qm9_select", "args": vars(args), "results": rows, "best": best,
                           "environment": environment_info()})
@@ -120,7 +126,8 @@ def cmd_curve(args):
     pool, test = ms.subset(pool_idx), ms.subset(test_idx)
     print(f"pool {len(pool)} molecules ({pool.n_atoms_total} atoms), test {len(test)} ({test.n_atoms_total} atoms)")
     cfg = qm9.QM9Config(bandlimit=args.bandlimit, w_std=args.w_std, kernels=tuple(args.kernels),
-                        oversampling=args.oversampling)
+                        oversampling=args.oversampling,
+                        powers=tuple(float(v) for v in args.powers.split(",")))
     grams = _grams(cfg, pool, test, np.float32, args.store, print)
     yp, yt = y[pool_idx], y[test_idx]
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
@@ -162,7 +169,8 @@ def cmd_spectrum(args):
     ms, y, _, pool_idx = _data(args, args.pool, args.n_test)
     pool = ms.subset(pool_idx)
     cfg = qm9.QM9Config(bandlimit=args.bandlimit, w_std=args.w_std, kernels=tuple(args.kernels),
-                        oversampling=args.oversampling)
+                        oversampling=args.oversampling,
+                        powers=tuple(float(v) for v in args.powers.split(",")))
     grams = _grams(cfg, pool, None, np.float32, args.store, print)
     c = qm9.element_counts(pool)
     r = y[pool_idx] - qm9.element_baseline(c, y[pool_idx])(c)  # target: the per-element baseline's residual (eV)
@@ -246,6 +254,8 @@ def main(argv=None):
     s.add_argument("--bandlimits", type=int, nargs="+", default=[3, 4])
     s.add_argument("--w-stds", type=float, nargs="+", default=[1.0, 3.0])
     s.add_argument("--oversamplings", type=float, nargs="+", default=[2.0, 3.0])
+    s.add_argument("--powers", nargs="+", default=["1,2,3"],
+                   help="sets of distance powers p (weights Z_j r^-p), comma-separated, e.g. 1,2,3 2,4,6")
     s.add_argument("--out", default="benchmarks/results/qm9_select.json")
     c = sub.add_parser("curve")
     c.add_argument("--pool", type=int, default=700)
@@ -256,6 +266,7 @@ def main(argv=None):
     c.add_argument("--bandlimit", type=int, default=4)
     c.add_argument("--w-std", type=float, default=1.0)
     c.add_argument("--oversampling", type=float, default=2.0)
+    c.add_argument("--powers", default="1,2,3", help="distance powers p of the environments, comma-separated")
     c.add_argument("--store", default=None)
     c.add_argument("--out", default="benchmarks/results/qm9_curve.json")
     q = sub.add_parser("spectrum", help="learning-curve theory vs measured on the pool's Grams (reuses --store)")
@@ -269,6 +280,7 @@ def main(argv=None):
     q.add_argument("--ridge", type=float, default=1e-5, help="ridge relative to the Gram's mean diagonal")
     q.add_argument("--repeats", type=int, default=5, help="random training sets per size")
     q.add_argument("--keep-modes", type=int, default=2000, help="modes written to the JSON")
+    q.add_argument("--powers", default="1,2,3", help="distance powers p of the environments, comma-separated")
     q.add_argument("--store", default=None)
     q.add_argument("--out", default="benchmarks/results/qm9_spectrum.json")
     args = p.parse_args(argv)
