@@ -74,7 +74,7 @@ def _grams(cfg, pool, test, dtype, store, log):
 
 
 def cmd_select(args):
-    ms, y, _, pool_idx = _data(args, args.pool, 1)
+    ms, y, _, pool_idx = _data(args, args.pool, args.n_test)  # the test set of `curve` is set aside, never used
     pool = ms.subset(pool_idx)
     yp = y[pool_idx]
     c = qm9.element_counts(pool)
@@ -251,6 +251,9 @@ def main(argv=None):
     s = sub.add_parser("select")
     s.add_argument("--pool", type=int, default=300)
     s.add_argument("--n-train", type=int, default=200)
+    s.add_argument("--n-test", type=int, default=1,
+                   help="test molecules set aside exactly as `curve --n-test` does (never used here): pass the "
+                        "curve's value so that no test molecule can be a validation molecule")
     s.add_argument("--bandlimits", type=int, nargs="+", default=[3, 4])
     s.add_argument("--w-stds", type=float, nargs="+", default=[1.0, 3.0])
     s.add_argument("--oversamplings", type=float, nargs="+", default=[2.0, 3.0])
