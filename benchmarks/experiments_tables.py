@@ -27,10 +27,10 @@ def _md(headers, rows):
 
 
 def qm9_select(d):
-    rows = [[LABELS[r["kernel"]], r["bandlimit"], r["w_std"], r["oversampling"] or "–", f"{r['ridge_rel']:g}",
+    rows = [[LABELS[r["kernel"]], ",".join(f"{p:g}" for p in r.get("powers", [1, 2, 3])), r["bandlimit"], r["w_std"], r["oversampling"] or "–", f"{r['ridge_rel']:g}",
              f"{r['val_mae_meV']:.0f}", f"{r['min_eig_rel']:.1e}", f"{r['kernel_seconds']:.0f}"]
             for r in d["results"]]
-    return _md(["kernel", "L", "W_std", "SO3Pool oversampling", "ridge (rel.)", "val. MAE [meV]",
+    return _md(["kernel", "powers", "L", "W_std", "SO3Pool oversampling", "ridge (rel.)", "val. MAE [meV]",
                 "min/max eigenvalue", "kernel time [s]"], rows)
 
 
@@ -57,9 +57,11 @@ def images(d, key="rotation"):
 
 
 def main():
-    for name, fn in [("qm9_select.json", qm9_select), ("qm9_curve.json", qm9_curve),
+    for name, fn in [("qm9_select.json", qm9_select), ("qm9_select_clean.json", qm9_select),
+                     ("qm9_select_powers.json", qm9_select), ("qm9_curve.json", qm9_curve),
                      ("qm9_curve_large.json", qm9_curve), ("qm9_curve_osf3.json", qm9_curve),
-                     ("digits_curve.json", images), ("histology_demo.json", images)]:
+                     ("qm9_curve_5000.json", qm9_curve), ("digits_curve.json", images),
+                     ("digits_curve_1000.json", images), ("histology_demo.json", images)]:
         d = _load(name)
         print(f"### {name}\n")
         print(fn(d) if d else "(missing)")
