@@ -118,13 +118,14 @@ def molecular_kernel_fn(kernel_fn, x1, molecules1: MoleculeSet, x2=None, molecul
         block_store: a directory (needs ``block_atoms``) where each finished block's molecular
             contribution is saved; re-running the same computation resumes from them, and a
             store made for different inputs or settings is refused (:class:`~eqntk.core.store.TileStore`).
-        progress: a progress bar over the blocks (default: when there are ≥ 8 and stderr is a
-            terminal); in blocked mode an eqntk ``kernel_fn``'s own bar is switched off.
+        progress: with ``block_atoms``, a progress bar over the blocks (default: when there are
+            ≥ 8 and stderr is a terminal; an eqntk ``kernel_fn``'s own bar is then switched off);
+            without, passed on to ``kernel_fn``.
         kernel_kwargs: passed to ``kernel_fn`` (``memory_budget``, ``tile_size``, …).
 
     Returns:
-        the ``(n_mol1, n_mol2)`` molecular kernel(s), in the structure ``kernel_fn`` returns
-        for ``get`` (an array, or a named tuple of arrays), as float64 NumPy arrays.
+        the ``(n_mol1, n_mol2)`` molecular kernel(s) as float64 NumPy arrays: an array for a
+        single ``get``, else a named tuple in the order of ``get`` (``nngp, ntk`` for ``None``).
     """
     sym = x2 is None
     m2 = molecules1 if molecules2 is None else molecules2
@@ -137,39 +138,16 @@ def molecular_kernel_fn(kernel_fn, x1, molecules1: MoleculeSet, x2=None, molecul
             raise ValueError(f"{name} has {np.shape(x)[0]} environments but its molecules have "
                              f"{m.n_atoms_total} atoms")
 
-    def reduce(result, s1, s2):
-        if hasattr(result, "_fields"):
-            return type(result)(*(reduce(r, s1, s2) for r in result))
-        return segment_sum_gram(np.asarray(result, dtype=np.float64), s1, len(molecules1), s2, len(m2))
-
-    seg1, seg2 = molecules1.molecule_index, m2.molecule_index
     if block_store is not None and block_atoms is None:
         raise ValueError("block_store needs block_atoms (the store holds finished blocks)")
-    if block_atoms is not None:
-        if int(block_atoms) < 1:
-            raise ValueError(f"block_atoms must be a positive integer, got {block_atoms!r}")
-        return _blocked(kernel_fn, np.asarray(x1), seg1, len(molecules1), None if sym else np.asarray(x2), seg2,
-                        len(m2), molecules1.Z, m2.Z, get, same_element, int(block_atoms), block_store, progress,
-                        kernel_kwargs)
-    if progress is not None:
-        kernel_kwargs["progress"] = progress
-    if not same_element:
-        res = kernel_fn(x1, None if sym else x2, get, **kernel_kwargs)
-        return reduce(res, seg1, seg2)
-    total = None
-    for e in np.intersect1d(molecules1.Z, m2.Z):
-        i1 = np.nonzero(molecules1.Z == e)[0]
-        i2 = i1 if sym else np.nonzero(m2.Z == e)[0]
-        res = kernel_fn(np.asarray(x1)[i1], None if sym else np.asarray(x2)[i2], get, **kernel_kwargs)
-        part = reduce(res, seg1[i1], seg2[i2])
-        total = part if total is None else _add(total, part)
-    if total is None:
-        raise ValueError("the two molecule sets share no element: with same_element=True the kernel is zero")
-    return total
+    if block_atoms is not None and int(block_atoms) < 1:
+        raise ValueError(f"block_atoms must be a positive integer, got {block_atoms!r}")
+    return _blocked(kernel_fn, np.asarray(x1), molecules1, None if sym else np.asarray(x2), m2, get, same_element,
+                    None if block_atoms is None else int(block_atoms), block_store, progress, kernel_kwargs)
 
 
-def _blocks(n: int, block: int, multiple: int) -> list:
-    """Balanced ``[start, stop)`` ranges of at most ``block`` (rounded up to ``multiple``) items."""
+def _blocks(n: int, block: int, multiple: int) -> tuple[list, int]:
+    """Balanced ``[start, stop)`` ranges of at most ``block`` (rounded up to ``multiple``) items, and their size."""
     size = multiple * math.ceil(min(block, n) / multiple)
     k = math.ceil(n / size)
     size = multiple * math.ceil(math.ceil(n / k) / multiple)
@@ -182,25 +160,30 @@ def _pad(x, size):
     return np.concatenate([x, np.broadcast_to(x[:1], (size - x.shape[0],) + x.shape[1:])])
 
 
-def _blocked(kernel_fn, x1, seg1, n1, x2, seg2, n2, Z1, Z2, get, same_element, block, store, progress, kwargs):
-    """Molecular Gram(s) from atom blocks, each segment-summed as soon as it is computed."""
+def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, progress, kwargs):
+    """Molecular Gram(s) from atom blocks (one per element, or in all, when ``block`` is None),
+    each segment-summed to molecules as soon as it is computed."""
+    from ..core.layers import KernelFn
     from ..core.store import TileStore, fingerprint_arrays
 
     sym = x2 is None
+    seg1, seg2, n1, n2 = mol1.molecule_index, mol2.molecule_index, len(mol1), len(mol2)
     kinds = (get,) if isinstance(get, str) else (("nngp", "ntk") if get is None else tuple(get))
-    multiple = int(kwargs.get("tile_size") or 1)
-    from ..core.layers import KernelFn
-
-    if isinstance(kernel_fn, KernelFn):
+    blocked = block is not None
+    multiple = int(kwargs.get("tile_size") or 1) if blocked else 1
+    if not blocked and progress is not None:
+        kwargs = dict(kwargs, progress=progress)  # one call per element: kernel_fn's own bar
+    elif blocked and isinstance(kernel_fn, KernelFn):
         kwargs = dict(kwargs, progress=False)  # one bar, over the blocks
+    Z1, Z2 = mol1.Z, mol2.Z
     groups = [(int(e), np.nonzero(Z1 == e)[0], np.nonzero(Z2 == e)[0]) for e in np.intersect1d(Z1, Z2)] \
         if same_element else [(None, np.arange(len(seg1)), np.arange(len(seg2)))]
     if not groups:
         raise ValueError("the two molecule sets share no element: with same_element=True the kernel is zero")
     jobs = []
     for e, i1, i2 in groups:
-        r1, size1 = _blocks(len(i1), block, multiple)
-        r2, size2 = (r1, size1) if sym else _blocks(len(i2), block, multiple)
+        r1, size1 = _blocks(len(i1), block or len(i1), multiple)
+        r2, size2 = (r1, size1) if sym else _blocks(len(i2), block or len(i2), multiple)
         sub = None
         if store is not None:
             sub = TileStore(os.path.join(store, "all" if e is None else f"Z{e}"), {
@@ -212,7 +195,7 @@ def _blocked(kernel_fn, x1, seg1, n1, x2, seg2, n2, Z1, Z2, get, same_element, b
                  for a, ra in enumerate(r1) for b, rb in enumerate(r2) if not (sym and b < a)]
     total = {k: np.zeros((n1, n2)) for k in kinds}
     bar = None
-    if progress or (progress is None and len(jobs) >= 8 and sys.stderr.isatty()):
+    if blocked and (progress or (progress is None and len(jobs) >= 8 and sys.stderr.isatty())):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="molecular kernel blocks", unit="block")
@@ -243,9 +226,3 @@ def _blocked(kernel_fn, x1, seg1, n1, x2, seg2, n2, Z1, Z2, get, same_element, b
     if isinstance(get, str):
         return total[get]
     return collections.namedtuple("Kernel", kinds)(*(total[k] for k in kinds))
-
-
-def _add(a, b):
-    if hasattr(a, "_fields"):
-        return type(a)(*(_add(x, y) for x, y in zip(a, b)))
-    return a + b
