@@ -141,9 +141,15 @@ def test_blocked_store_resumes_and_refuses_other_inputs(mols, tmp_path):
     x = D.atomic_environments(mols, bandlimit=L)
     calls = []
 
-    def counting(x1, x2=None, get=None, **kw):
-        calls.append(kw)
-        return toy_kernel_fn(x1, x2, get)
+    class Counting:  # a callable object identifies itself to the store by __fingerprint__
+        def __call__(self, x1, x2=None, get=None, **kw):
+            calls.append(kw)
+            return toy_kernel_fn(x1, x2, get)
+
+        def __fingerprint__(self):
+            return toy_kernel_fn
+
+    counting = Counting()
 
     store = str(tmp_path / "blocks")
     first = D.molecular_kernel_fn(counting, x, mols, get="ntk", block_atoms=4, block_store=store, tile_size=2)

@@ -9,56 +9,28 @@ bar on long runs, and assembles the result on the host.
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
+import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import jax
 import jax.numpy as jnp
 
-from .kernel import Inputs
+from .checks import check_int, check_memory_budget
 
-__all__ = ["check_inputs", "choose_tile", "evaluate_tiles", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["choose_tile", "evaluate_tiles", "DEFAULT_MEMORY_BUDGET"]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes
 
 
-def check_inputs(x1, x2=None):
-    """Validate and convert inputs: same trailing shape, non-empty, finite, floating.
-
-    Returns ``(x1, x2)`` as JAX arrays (``x2`` stays ``None`` when not given).
-    """
-    out = []
-    for name, x in (("x1", x1), ("x2", x2)):
-        if x is None:
-            out.append(None)
-            continue
-        x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(jnp.result_type(float))
-        if x.ndim < 2:
-            raise ValueError(f"{name} must have a batch axis and at least one feature axis, got shape {x.shape}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is an empty batch (shape {x.shape})")
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError(f"{name} contains NaN or inf")
-        out.append(x)
-    a, b = out
-    if b is not None:
-        if a.shape[1:] != b.shape[1:]:
-            raise ValueError(f"x1 and x2 must have the same shape per sample, got {a.shape[1:]} and {b.shape[1:]}")
-        dt = jnp.result_type(a.dtype, b.dtype)
-        a, b = a.astype(dt), b.astype(dt)
-    return a, b
-
-
 def choose_tile(n1: int, n2: int, cost, itemsize: int, budget: float, tile_size: Optional[int]) -> tuple[int, int]:
     """Tile sizes ``(t1, t2)`` under ``budget`` bytes (or ``tile_size`` if given)."""
+    budget = check_memory_budget(budget)
     if tile_size is not None:
-        if int(tile_size) < 1:
-            raise ValueError(f"tile_size must be a positive integer, got {tile_size!r}")
-        t = int(tile_size)
+        t = check_int("kernel_fn", "tile_size", tile_size)
     else:
         # itemsize (pair t² + row 2t) <= budget
         a, b, c = cost.pair * itemsize, 2 * cost.row * itemsize, -float(budget)
@@ -93,6 +65,7 @@ def evaluate_tiles(
     batch_fn: Optional[Callable] = None,
     n_devices: int = 1,
     keep: Optional[Sequence[bool]] = None,
+    poll: float = 0.5,
 ) -> list[np.ndarray]:
     """Run ``tile_fn(x1_tile, x2_tile) -> tuple of (t1, t2, ...) arrays`` over all tiles.
 
@@ -106,6 +79,12 @@ def evaluate_tiles(
             (sharded over devices); used when ``n_devices > 1``.
         keep: which of the ``n_out`` outputs to assemble (default all); the others are dropped
             as soon as a tile is computed, and their result entry is ``None``.
+        poll: seconds between looks at tiles that another process sharing ``store`` is computing.
+
+    With a store, each tile is claimed before it is computed (:meth:`TileStore.claim`), so several
+    independent processes sharing one store compute different tiles and all return the whole
+    matrix. Under ``jax.distributed`` (several processes computing every tile together) process 0
+    decides which tiles are finished and is the only writer.
     """
     keep = [True] * n_out if keep is None else list(keep)
     n1, n2 = x1.shape[0], x2.shape[0]
@@ -139,35 +118,94 @@ def evaluate_tiles(
         if bar is not None:
             bar.update(1)
 
-    pending = []
-    for i, j in jobs:
-        saved = store.load(i, j, n_out) if store is not None else None
-        if saved is not None:
-            place(i, j, saved)
-        else:
-            pending.append((i, j))
-
     def tiles(batch):
         a = jnp.stack([_pad_rows(x1[i : i + t1], t1) for i, _ in batch])
         b = jnp.stack([_pad_rows(x2[j : j + t2], t2) for _, j in batch])
         return a, b
 
     step = n_devices if (batch_fn is not None and n_devices > 1) else 1
-    for s in range(0, len(pending), step):
-        batch = pending[s : s + step]
+
+    def compute(batch):
+        """Outputs of the tiles in ``batch`` (at most ``step``), kept ones as NumPy arrays."""
         if step > 1:
             full = batch + [batch[-1]] * (step - len(batch))  # pad the last group
             outs = batch_fn(*tiles(full))
-            per_tile = [[None if (o is None or not kp) else np.asarray(o[q]) for o, kp in zip(outs, keep)]
-                        for q in range(len(batch))]
-        else:
-            a, b = tiles(batch)
-            outs = tile_fn(a[0], b[0])
-            per_tile = [[None if (o is None or not kp) else np.asarray(o) for o, kp in zip(outs, keep)]]
-        for (i, j), outs_ij in zip(batch, per_tile):
-            if store is not None:
-                store.save(i, j, outs_ij)
-            place(i, j, outs_ij)
+            return [[None if (o is None or not kp) else np.asarray(o[q]) for o, kp in zip(outs, keep)]
+                    for q in range(len(batch))]
+        a, b = tiles(batch)
+        outs = tile_fn(a[0], b[0])
+        return [[None if (o is None or not kp) else np.asarray(o) for o, kp in zip(outs, keep)]]
+
+    if store is None:
+        for s in range(0, len(jobs), step):
+            batch = jobs[s : s + step]
+            for (i, j), outs_ij in zip(batch, compute(batch)):
+                place(i, j, outs_ij)
+    elif jax.process_count() > 1:
+        _run_spmd(jobs, store, n_out, compute, place, step)
+    else:
+        _run_shared(jobs, store, n_out, compute, place, step, poll)
     if bar is not None:
         bar.close()
     return results
+
+
+def _run_shared(jobs, store, n_out, compute, place, step, poll):
+    """Tiles of ``jobs`` from ``store`` where finished, else claimed and computed, else awaited.
+
+    One pass over the jobs in order; tiles claimed by other processes are deferred and looked at
+    again (every ``poll`` seconds once a pass over them brought nothing) until they are finished
+    or their claim has gone stale.
+    """
+    waiting, deferred, progressed = collections.deque(jobs), [], False
+    while waiting or deferred:
+        if not waiting:
+            if not progressed:
+                time.sleep(poll)  # every remaining tile is being computed by another process
+            waiting, deferred, progressed = collections.deque(deferred), [], False
+        batch = []
+        while waiting and len(batch) < step:
+            i, j = waiting.popleft()
+            saved = store.load(i, j, n_out) if store.is_done(i, j) else None
+            if saved is not None:
+                place(i, j, saved)
+                progressed = True
+            elif store.claim(i, j):
+                batch.append((i, j))
+            else:
+                deferred.append((i, j))
+        if batch:
+            try:
+                for (i, j), outs_ij in zip(batch, compute(batch)):
+                    store.save(i, j, outs_ij)
+                    place(i, j, outs_ij)
+            finally:
+                for i, j in batch:
+                    store.release(i, j)
+            progressed = True
+
+
+def _run_spmd(jobs, store, n_out, compute, place, step):
+    """All processes compute the same tiles (collectives); process 0 alone writes the store."""
+    from jax.experimental import multihost_utils
+
+    done = np.array([store.is_done(i, j) for i, j in jobs], dtype=np.int32)
+    done = np.asarray(multihost_utils.broadcast_one_to_all(done)).astype(bool)
+    pending = []
+    for (i, j), d in zip(jobs, done):
+        if not d:
+            pending.append((i, j))
+            continue
+        saved = store.load(i, j, n_out)
+        if saved is None:
+            raise ValueError(f"tile store {store.path!r}: tile ({i}, {j}) is marked finished by process 0 but "
+                             f"cannot be read here (see the warning above); delete its marker "
+                             f"{store._marker(i, j)!r} and re-run")
+        place(i, j, saved)
+    writer = jax.process_index() == 0
+    for s in range(0, len(pending), step):
+        batch = pending[s : s + step]
+        for (i, j), outs_ij in zip(batch, compute(batch)):
+            if writer:
+                store.save(i, j, outs_ij)
+            place(i, j, outs_ij)

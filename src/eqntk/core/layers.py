@@ -22,7 +22,8 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from .driver import DEFAULT_MEMORY_BUDGET, check_inputs, choose_tile, evaluate_tiles
+from .checks import check_inputs, check_int, check_real, check_std
+from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles
 from .kernel import Inputs
 from .pointwise import AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, gelu
 
@@ -75,12 +76,42 @@ class KernelFn:
             device at a time, with ``jax.shard_map``; multi-host after ``jax.distributed.initialize``).
 
     The computation runs in the dtype of the inputs (float64 when JAX's x64
-    mode is on and the inputs are float64; float32 otherwise).
+    mode is on and the inputs are float64; float32 otherwise; float16/bfloat16 inputs in
+    float32, with a warning).
+
+    ``name`` is for display only. ``spec`` identifies the computation structurally (every
+    layer's type and parameters; see :mod:`eqntk.core.fingerprint`); a tile store keys on its
+    :meth:`fingerprint`, never on the name. Without a ``spec`` the ``op`` itself (its code and
+    closure) is fingerprinted.
     """
 
     op: Callable
     name: str = "kernel_fn"
+    spec: Any = dataclasses.field(default=None, compare=False)
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def identity(self) -> Any:
+        """What identifies this computation: ``spec``, or the ``op`` function when there is none."""
+        return self.op if self.spec is None else self.spec
+
+    def __fingerprint__(self) -> Any:
+        return ["KernelFn", self.identity()]
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the structure of the computation.
+
+        Raises:
+            ValueError: a part of the network (typically a user function in ``Elementwise``)
+                cannot be fingerprinted; the message says which and how to name it.
+        """
+        from .fingerprint import Unfingerprintable, fingerprint
+
+        try:
+            return fingerprint(self)
+        except Unfingerprintable as e:
+            raise ValueError(
+                f"cannot identify the network {self.name} for a tile store: {e}. Give each user function an "
+                "explicit, unique name (Elementwise(fn, name='...')) or run without store=") from None
 
     def trace(self, x1, x2=None, with_ntk: bool = True):
         """Run the op eagerly on small inputs without tiling: the final state (for tests)."""
@@ -149,10 +180,12 @@ class KernelFn:
         devices = jax.devices() if devices is None else list(devices)
         tile_store = None
         if store is not None:
+            from .. import __version__
             from .store import TileStore, fingerprint_arrays
 
             tile_store = TileStore(store, {
-                "network": self.name, "x1": fingerprint_arrays(x1),
+                "network": self.name, "fingerprint": self.fingerprint(), "eqntk": __version__,
+                "x1": fingerprint_arrays(x1),
                 "x2": "x1" if same else fingerprint_arrays(x2), "dtype": str(x1.dtype),
                 "tile": [t1, t2], "symmetric": symmetric, "outputs": [k for k in _KINDS if k in kinds],
             })
@@ -210,7 +243,8 @@ def serial(*layers) -> Layer:
         return state
 
     names = "→".join(getattr(l.kernel_fn, "name", "?") for l in layers)
-    return Layer(init_fn, apply_fn, KernelFn(op, name=names))
+    spec = ("serial", tuple(l.kernel_fn.identity() for l in layers))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec))
 
 
 def map_values(x, fn: Callable, linear: bool = False):
@@ -225,8 +259,12 @@ def map_values(x, fn: Callable, linear: bool = False):
     return fn(x)
 
 
-def pointwise_layer(m: PointwiseMap, name: str) -> Layer:
-    """A parameter-free layer applying the nonlinearity ``m`` elementwise."""
+def pointwise_layer(m: PointwiseMap, name: str, spec: Any = None) -> Layer:
+    """A parameter-free layer applying the nonlinearity ``m`` elementwise.
+
+    ``spec`` identifies it for tile stores (default: the map ``m`` itself, a dataclass whose
+    fields, user functions included, are fingerprinted).
+    """
 
     def init_fn(key, input_shape):
         return input_shape, ()
@@ -234,7 +272,8 @@ def pointwise_layer(m: PointwiseMap, name: str) -> Layer:
     def apply_fn(params, x, **kwargs):
         return map_values(x, m.fn)
 
-    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=name))
+    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=name,
+                                             spec=("pointwise", m) if spec is None else spec))
 
 
 def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) -> Layer:
@@ -243,9 +282,10 @@ def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) 
     Kernel: ``K' = W_std² K + b_std²``, ``Θ' = K' + W_std² Θ`` (NTK parameterisation,
     weights scaled by ``W_std / √C_in``).
     """
-    if int(out_channels) != out_channels or out_channels < 1:
-        raise ValueError(f"Dense: out_channels must be a positive integer, got {out_channels!r}")
-    m = AffineMap(float(W_std), None if b_std is None else float(b_std))
+    out_channels = check_int("Dense", "out_channels", out_channels)
+    W_std = check_std("Dense", "W_std", W_std, allow_none=False)
+    b_std = check_std("Dense", "b_std", b_std)
+    m = AffineMap(W_std, b_std)
 
     def init_fn(key, input_shape):
         kw, kb = jax.random.split(key)
@@ -263,7 +303,8 @@ def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) 
 
         return map_values(x, f, linear=True)
 
-    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=f"Dense({out_channels}, W_std={W_std}, b_std={b_std})"))
+    return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=f"Dense({out_channels}, W_std={W_std}, b_std={b_std})",
+                                             spec=("Dense", out_channels, m)))
 
 
 def Relu() -> Layer:
@@ -273,24 +314,39 @@ def Relu() -> Layer:
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """``a · erf(b x) + c`` (closed form)."""
-    return pointwise_layer(ErfMap(float(a), float(b), float(c)), f"Erf(a={a}, b={b}, c={c})")
+    a, b, c = (check_real("Erf", k, v) for k, v in (("a", a), ("b", b), ("c", c)))
+    return pointwise_layer(ErfMap(a, b, c), f"Erf(a={a}, b={b}, c={c})")
 
 
 def Gelu(n_quadrature: int = 32) -> Layer:
     """Exact GELU ``x Φ(x)``; its kernel by Gauss–Hermite quadrature with ``n_quadrature²`` nodes."""
-    return pointwise_layer(ElementwiseMap(gelu, n=int(n_quadrature)), f"Gelu(n_quadrature={n_quadrature})")
+    n = check_int("Gelu", "n_quadrature", n_quadrature)
+    return pointwise_layer(ElementwiseMap(gelu, n=n), f"Gelu(n_quadrature={n})")
 
 
 def Elementwise(fn: Callable, nngp_fn: Optional[Callable] = None, d_nngp_fn: Optional[Callable] = None,
-                n_quadrature: int = 32) -> Layer:
+                n_quadrature: int = 32, name: Optional[str] = None) -> Layer:
     """Any elementwise nonlinearity ``fn`` (a JAX-differentiable function of arrays).
 
     Its dual kernel ``E[fn(a) fn(b)]`` and ``E[fn'(a) fn'(b)]`` are computed by
     bivariate Gauss–Hermite quadrature (``fn'`` by autodiff) unless closed forms
     ``nngp_fn(cov12, var1, var2)`` and ``d_nngp_fn(cov12, var1, var2)`` are given
     (neural-tangents' signature).
+
+    ``name``: what identifies this nonlinearity in a tile store (``kernel_fn(..., store=)``).
+    Without it the store fingerprints ``fn`` (and the closed forms) by their code, constants,
+    closures and the globals they read; a function it cannot fingerprint (say, a callable object)
+    makes the store refuse the network and ask for a ``name``. With it, the name is trusted:
+    give different functions different names.
     """
     if not callable(fn):
         raise ValueError("Elementwise: fn must be callable")
-    return pointwise_layer(ElementwiseMap(fn, nngp_fn, d_nngp_fn, int(n_quadrature)),
-                           f"Elementwise({getattr(fn, '__qualname__', repr(fn))}, n_quadrature={n_quadrature})")
+    for k, f in (("nngp_fn", nngp_fn), ("d_nngp_fn", d_nngp_fn)):
+        if f is not None and not callable(f):
+            raise ValueError(f"Elementwise: {k} must be callable or None")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"Elementwise: name must be a non-empty string, got {name!r}")
+    n = check_int("Elementwise", "n_quadrature", n_quadrature)
+    label = name or getattr(fn, "__qualname__", repr(fn))
+    return pointwise_layer(ElementwiseMap(fn, nngp_fn, d_nngp_fn, n), f"Elementwise({label}, n_quadrature={n})",
+                           spec=None if name is None else ("Elementwise", name, n))

@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 import scipy.sparse
 
+from ..core.checks import check_int
+
 from .molecules import MoleculeSet
 
 __all__ = ["segment_sum_gram", "molecular_kernel", "molecular_kernel_fn"]
@@ -140,10 +142,10 @@ def molecular_kernel_fn(kernel_fn, x1, molecules1: MoleculeSet, x2=None, molecul
 
     if block_store is not None and block_atoms is None:
         raise ValueError("block_store needs block_atoms (the store holds finished blocks)")
-    if block_atoms is not None and int(block_atoms) < 1:
-        raise ValueError(f"block_atoms must be a positive integer, got {block_atoms!r}")
+    if block_atoms is not None:
+        block_atoms = check_int("molecular_kernel_fn", "block_atoms", block_atoms)
     return _blocked(kernel_fn, np.asarray(x1), molecules1, None if sym else np.asarray(x2), m2, get, same_element,
-                    None if block_atoms is None else int(block_atoms), block_store, progress, kernel_kwargs)
+                    block_atoms, block_store, progress, kernel_kwargs)
 
 
 def _blocks(n: int, block: int, multiple: int) -> tuple[list, int]:
@@ -180,6 +182,16 @@ def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, pro
         if same_element else [(None, np.arange(len(seg1)), np.arange(len(seg2)))]
     if not groups:
         raise ValueError("the two molecule sets share no element: with same_element=True the kernel is zero")
+    network_id = None
+    if store is not None:
+        from .. import __version__
+        from ..core.fingerprint import Unfingerprintable, fingerprint
+
+        try:
+            network_id = kernel_fn.fingerprint() if isinstance(kernel_fn, KernelFn) else fingerprint(kernel_fn)
+        except Unfingerprintable as err:
+            raise ValueError(f"cannot identify kernel_fn for block_store: {err}; pass an eqntk kernel_fn "
+                             "(whose layers are fingerprinted) or run without block_store") from None
     jobs = []
     for e, i1, i2 in groups:
         r1, size1 = _blocks(len(i1), block or len(i1), multiple)
@@ -187,10 +199,12 @@ def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, pro
         sub = None
         if store is not None:
             sub = TileStore(os.path.join(store, "all" if e is None else f"Z{e}"), {
-                "kernel_fn": getattr(kernel_fn, "name", repr(kernel_fn)), "outputs": list(kinds),
+                "kernel_fn": getattr(kernel_fn, "name", repr(kernel_fn)), "fingerprint": network_id,
+                "eqntk": __version__, "outputs": list(kinds),
                 "x1": fingerprint_arrays(x1[i1], seg1[i1]),
                 "x2": "x1" if sym else fingerprint_arrays(x2[i2], seg2[i2]),
-                "blocks": [size1, size2], "kernel_kwargs": repr(sorted(kwargs.items()))})
+                "blocks": [size1, size2], "kernel_kwargs": repr(sorted(kwargs.items())),
+                "same_element": bool(same_element)})
         jobs += [(i1[slice(*ra)], (i1 if sym else i2)[slice(*rb)], (a, b), sub, size1, size2)
                  for a, ra in enumerate(r1) for b, rb in enumerate(r2) if not (sym and b < a)]
     total = {k: np.zeros((n1, n2)) for k in kinds}

@@ -132,7 +132,11 @@ class MoleculeSet:
             raise ValueError("from_molecules: no molecules given")
         Zs, Rs = [], []
         for i, (z, r) in enumerate(molecules):
-            z, r = np.atleast_1d(np.asarray(z)), np.asarray(r, dtype=np.float64).reshape(-1, 3)
+            z, r = np.atleast_1d(np.asarray(z)), np.asarray(r, dtype=np.float64)
+            if r.ndim == 1 and r.shape == (3,) and z.shape == (1,):
+                r = r[None]  # one atom given as a single position
+            if r.ndim != 2 or r.shape[1] != 3:
+                raise ValueError(f"molecule {i}: positions R must have shape (n_atoms, 3) in Å, got shape {r.shape}")
             if z.shape[0] != r.shape[0]:
                 raise ValueError(f"molecule {i}: {z.shape[0]} atomic numbers but {r.shape[0]} positions")
             Zs.append(z)

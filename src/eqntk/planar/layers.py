@@ -27,6 +27,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ..core.checks import check_int, check_std
 from ..core.kernel import Inputs
 from ..core.layers import KernelFn, Layer
 from .features import conv2d, group_conv_apply, lift_apply
@@ -36,12 +37,6 @@ from .spatial import PADDINGS, output_size
 
 __all__ = ["Z2ConvP4", "P4ConvP4", "Z2ConvP4M", "P4MConvP4M", "Z2ConvP2", "P2ConvP2", "GroupPool",
            "Conv", "GlobalAvgPool"]
-
-
-def _check_out_channels(where: str, value) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{where}: out_channels must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_filter(where: str, filter_shape) -> int:
@@ -69,17 +64,6 @@ def _check_padding(where: str, padding) -> str:
     if p not in PADDINGS:
         raise ValueError(f"{where}: padding must be one of {PADDINGS}, got {padding!r}")
     return p
-
-
-def _check_std(where: str, name: str, v) -> Optional[float]:
-    if v is None:
-        if name == "W_std":
-            raise ValueError(f"{where}: W_std must be a finite number, got None")
-        return None
-    v = float(v)
-    if not (v == v and abs(v) != float("inf")):
-        raise ValueError(f"{where}: {name} must be a finite number, got {v!r}")
-    return v
 
 
 def _check_grid(where: str, H: int, W: int, q: int, padding: str, group: PlanarGroup, what: str):
@@ -116,11 +100,11 @@ def _b2(b_std):
 
 
 def _lift_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padding, W_std, b_std) -> Layer:
-    O = _check_out_channels(where, out_channels)
+    O = check_int(where, "out_channels", out_channels)
     q = _check_filter(where, filter_shape)
     padding = _check_padding(where, padding)
-    W_std = _check_std(where, "W_std", W_std)
-    b_std = _check_std(where, "b_std", b_std)
+    W_std = check_std(where, "W_std", W_std, allow_none=False)
+    b_std = check_std(where, "b_std", b_std)
     plain = group.order == 1
 
     def init_fn(key, input_shape):
@@ -143,15 +127,16 @@ def _lift_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padd
         _check_images(where, state.x1.shape, q, padding, group)
         return lift_pairs(state.x1, state.x2, group, q, padding, W_std**2, _b2(b_std), state.with_ntk, state.cost)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})",
+                                             spec=(where, group.name, O, q, padding, W_std, b_std)))
 
 
 def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padding, W_std, b_std) -> Layer:
-    O = _check_out_channels(where, out_channels)
+    O = check_int(where, "out_channels", out_channels)
     q = _check_filter(where, filter_shape)
     padding = _check_padding(where, padding)
-    W_std = _check_std(where, "W_std", W_std)
-    b_std = _check_std(where, "b_std", b_std)
+    W_std = check_std(where, "W_std", W_std, allow_none=False)
+    b_std = check_std(where, "b_std", b_std)
     G = group.order
 
     def init_fn(key, input_shape):
@@ -174,7 +159,8 @@ def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, pad
         _check_grid(where, H, W, q, padding, group, "feature maps")
         return state.conv(q, padding, W_std**2, _b2(b_std))
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})",
+                                             spec=(where, group.name, O, q, padding, W_std, b_std)))
 
 
 def Z2ConvP4(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
@@ -228,8 +214,8 @@ def Conv(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 
     lift = _lift_layer(TRIVIAL, "Conv", out_channels, filter_shape, padding, W_std, b_std)
     q = _check_filter("Conv", filter_shape)
     padding = _check_padding("Conv", padding)
-    W_std = _check_std("Conv", "W_std", W_std)
-    b_std = _check_std("Conv", "b_std", b_std)
+    W_std = check_std("Conv", "W_std", W_std, allow_none=False)
+    b_std = check_std("Conv", "b_std", b_std)
 
     def apply_fn(params, x, **kwargs):
         x = jnp.asarray(x)
@@ -248,7 +234,7 @@ def Conv(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 
         _check_grid("Conv", H, W, q, padding, TRIVIAL, "feature maps")
         return state.conv(q, padding, W_std**2, _b2(b_std))
 
-    return Layer(lift.init_fn, apply_fn, KernelFn(op, name=lift.kernel_fn.name))
+    return Layer(lift.init_fn, apply_fn, KernelFn(op, name=lift.kernel_fn.name, spec=lift.kernel_fn.spec))
 
 
 def _pool_op(where: str, plain_only: bool):
@@ -274,7 +260,7 @@ def GroupPool() -> Layer:
             raise ValueError(f"GroupPool: expected (N, |G|, H, W, C) or (N, H, W, C), got shape {x.shape}")
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
-    return Layer(init_fn, apply_fn, KernelFn(_pool_op("GroupPool", False), name="GroupPool"))
+    return Layer(init_fn, apply_fn, KernelFn(_pool_op("GroupPool", False), name="GroupPool", spec=("GroupPool",)))
 
 
 def GlobalAvgPool() -> Layer:
@@ -289,4 +275,5 @@ def GlobalAvgPool() -> Layer:
             raise ValueError(f"GlobalAvgPool: expected (N, H, W, C), got shape {x.shape}")
         return jnp.mean(x, axis=(1, 2))
 
-    return Layer(init_fn, apply_fn, KernelFn(_pool_op("GlobalAvgPool", True), name="GlobalAvgPool"))
+    return Layer(init_fn, apply_fn, KernelFn(_pool_op("GlobalAvgPool", True), name="GlobalAvgPool",
+                                             spec=("GlobalAvgPool",)))

@@ -21,6 +21,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ..core.checks import check_int, check_oversampling, check_std
 from ..core.kernel import Cost, Inputs
 from ..core.layers import KernelFn, Layer
 from .features import SO3Signal
@@ -29,18 +30,6 @@ from .kernel_state import LiftBase, PairFunction, SO3Pairs
 from .wigner import num_block_coeffs, pad, pad_blocks
 
 __all__ = ["S2ConvSO3", "SO3ConvSO3", "SO3Pool"]
-
-
-def _check_int(name, value, lo=1):
-    if int(value) != value or value < lo:
-        raise ValueError(f"{name} must be an integer ≥ {lo}, got {value!r}")
-    return int(value)
-
-
-def _check_oversampling(v):
-    if not (np.isfinite(v) and v >= 1.0):
-        raise ValueError(f"oversampling must be a number ≥ 1, got {v!r}")
-    return float(v)
 
 
 def _check_s2_input(where: str, shape, bandlimit: int) -> tuple[int, int]:
@@ -65,10 +54,11 @@ def S2ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opti
     bandlimit ``bandlimit`` (degrees ``l < bandlimit``); ``init_fn`` reports the shape
     ``(N, Σ_{l<L}(2l+1)², out_channels)`` of their Wigner-D coefficients.
     """
-    out_channels = _check_int("S2ConvSO3: out_channels", out_channels)
-    L = _check_int("S2ConvSO3: bandlimit", bandlimit)
-    W_std = float(W_std)
-    b2 = 0.0 if b_std is None else float(b_std) ** 2
+    out_channels = check_int("S2ConvSO3", "out_channels", out_channels)
+    L = check_int("S2ConvSO3", "bandlimit", bandlimit)
+    W_std = check_std("S2ConvSO3", "W_std", W_std, allow_none=False)
+    b_std = check_std("S2ConvSO3", "b_std", b_std)
+    b2 = 0.0 if b_std is None else b_std**2
 
     def init_fn(key, input_shape):
         _, C = _check_s2_input("S2ConvSO3", input_shape, L)
@@ -105,7 +95,8 @@ def S2ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opti
         return SO3Pairs(base(x1, x2, True, w), base(x1, x1, False, False), base(x2, x2, False, False),
                         var1, var2, w, state.cost)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"S2ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"S2ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std})",
+                                             spec=("S2ConvSO3", out_channels, L, W_std, b_std)))
 
 
 def _as_signal(where, x):
@@ -133,10 +124,11 @@ def SO3ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opt
     (see :func:`eqntk.so3.quadrature.grid_bandlimit_for`). Linear inputs are
     integrated exactly.
     """
-    out_channels = _check_int("SO3ConvSO3: out_channels", out_channels)
-    L = _check_int("SO3ConvSO3: bandlimit", bandlimit)
-    osf = _check_oversampling(oversampling)
-    W_std = float(W_std)
+    out_channels = check_int("SO3ConvSO3", "out_channels", out_channels)
+    L = check_int("SO3ConvSO3", "bandlimit", bandlimit)
+    osf = check_oversampling("SO3ConvSO3", oversampling)
+    W_std = check_std("SO3ConvSO3", "W_std", W_std, allow_none=False)
+    b_std = check_std("SO3ConvSO3", "b_std", b_std)
 
     def init_fn(key, input_shape):
         if len(input_shape) != 3:
@@ -162,7 +154,8 @@ def SO3ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opt
     def op(state):
         return _check_so3_state("SO3ConvSO3", state).conv(L, W_std, b_std, osf)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std}, oversampling={osf})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std}, oversampling={osf})",
+                                             spec=("SO3ConvSO3", out_channels, L, W_std, b_std, osf)))
 
 
 def SO3Pool(oversampling: float = 3.0) -> Layer:
@@ -170,7 +163,7 @@ def SO3Pool(oversampling: float = 3.0) -> Layer:
 
     Output ``(N, C)``. ``oversampling`` as in :func:`SO3ConvSO3`.
     """
-    osf = _check_oversampling(oversampling)
+    osf = check_oversampling("SO3Pool", oversampling)
 
     def init_fn(key, input_shape):
         return (input_shape[0], input_shape[-1]), ()
@@ -182,4 +175,4 @@ def SO3Pool(oversampling: float = 3.0) -> Layer:
     def op(state):
         return _check_so3_state("SO3Pool", state).pool(osf)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3Pool(oversampling={osf})"))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3Pool(oversampling={osf})", spec=("SO3Pool", osf)))
