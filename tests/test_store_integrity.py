@@ -238,3 +238,48 @@ def test_two_processes_share_one_store(tmp_path):
     ref = _kf()(np.random.default_rng(0).normal(size=(24, 9, 2)), tile_size=2).ntk
     for p in range(2):
         np.testing.assert_array_equal(np.load(tmp_path / f"k{p}.npy"), ref)
+
+
+_DIST_WORKER = textwrap.dedent("""
+    import sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    pid, port, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+    import numpy as np
+    from eqntk import stax
+    x = np.random.default_rng(0).normal(size=(12, 9, 2))
+    kf = stax.serial(stax.S2ConvSO3(1, 3), stax.Erf(), stax.SO3Pool(), stax.Dense(1))[2]
+    assert jax.process_count() == 2
+    first = kf(x, tile_size=3, store=store)
+    again = kf(x, tile_size=3, store=store)  # resumes: every tile from the store
+    np.save(out, np.stack([np.asarray(first.ntk), np.asarray(again.ntk)]))
+""")
+
+
+def test_jax_distributed_processes_share_one_store(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free loopback port for the coordinator
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    script = tmp_path / "dist.py"
+    script.write_text(_DIST_WORKER)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, str(script), str(p), port, str(tmp_path / "g"),
+                               str(tmp_path / f"k{p}.npy")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for p in range(2)]
+    try:
+        results = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-3000:]
+    ref = _kf()(np.random.default_rng(0).normal(size=(12, 9, 2)), tile_size=3).ntk
+    for p in range(2):
+        k = np.load(tmp_path / f"k{p}.npy")
+        np.testing.assert_array_equal(k[0], ref)
+        np.testing.assert_array_equal(k[1], ref)
+    assert TileStore(tmp_path / "g", json.load(open(tmp_path / "g" / "manifest.json"))).completed() == 4 * 5 // 2
