@@ -283,3 +283,15 @@ def test_jax_distributed_processes_share_one_store(tmp_path):
         np.testing.assert_array_equal(k[0], ref)
         np.testing.assert_array_equal(k[1], ref)
     assert TileStore(tmp_path / "g", json.load(open(tmp_path / "g" / "manifest.json"))).completed() == 4 * 5 // 2
+
+
+def test_augmented_kernel_resumes_from_a_store(tmp_path):
+    from eqntk.augment import augment
+
+    x = _x(4)
+    k_aug = augment(_kf(), "so3", oversampling=2)
+    ref = k_aug(x, tile_size=2)
+    first = k_aug(x, store=tmp_path / "a", tile_size=2)
+    again = k_aug(x, store=tmp_path / "a", tile_size=2)
+    np.testing.assert_array_equal(first.ntk, ref.ntk)
+    np.testing.assert_array_equal(again.ntk, ref.ntk)

@@ -30,6 +30,7 @@ prediction at all training times. A nonlinear head after the pooling breaks the 
 from __future__ import annotations
 
 import collections
+import os
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -96,7 +97,8 @@ def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], 
 
     Returns ``k_aug(x1, x2=None, get=None, **kwargs)`` with ``kernel_fn``'s conventions
     (``get`` a string → an array; a tuple or ``None`` → a named tuple). Cost: ``|G|`` (or the
-    number of quadrature points) evaluations of ``kernel_fn``.
+    number of quadrature points) evaluations of ``kernel_fn``. With ``store=DIR`` each chunk of
+    group elements keeps its tiles in its own sub-store ``DIR/chunk_<first element>``.
     """
     if not callable(kernel_fn):
         raise ValueError("augment: kernel_fn must be callable")
@@ -119,8 +121,11 @@ def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], 
         n1, n2, n_g = x1.shape[0], x2v.shape[0], len(weights)
         chunk = max(1, min(n_g, int(2e7 // max(n1 * n2, 1))))
         acc = None
+        store = kwargs.pop("store", None)
         for s in range(0, n_g, chunk):
             idx = np.arange(s, min(s + chunk, n_g))
+            if store is not None:  # each chunk is its own computation (other inputs)
+                kwargs["store"] = os.path.join(os.fspath(store), f"chunk_{s}")
             k = kernel_fn(x1, transform(x2v, idx), get=kinds, **kwargs)
             vals = [np.einsum("igj,g->ij", np.asarray(getattr(k, name)).reshape(n1, len(idx), n2), weights[idx])
                     for name in kinds]
