@@ -23,6 +23,13 @@ prediction at all training times. A nonlinear head after the pooling breaks the 
   bandlimit is set by the input's ``L`` and the nonlinearity: ``oversampling`` plays the same
   role as in :class:`eqntk.stax.SO3Pool` and the average converges exponentially fast in it
   (``grid_bandlimit`` overrides the choice).
+* ``group = 'inversion'``: spherical signals and their point reflections ``f(−u)``
+  (``f̂_lm ↦ (−1)^l f̂_lm``), exact. Every reflection of R³ is a rotation times the inversion, so
+  ``augment(k, 'inversion')`` of an SO(3)-invariant kernel (an SO(3) GCNN with ``SO3Pool``) is
+  O(3)-invariant: the parity-averaged kernel, for targets such as energies that are invariant
+  under reflections too.
+* ``group = 'o3'``: the SO(3) quadrature and the inversion together (twice the elements of
+  ``'so3'``): the O(3) average of a non-invariant kernel.
 * a sequence of callables ``g(x) -> x'``: any finite group given by its elements (include the
   identity), exact.
 """
@@ -46,8 +53,26 @@ def _planar(name):
         return name
     table = {"p2": P2, "p4": P4, "p4m": P4M}
     if name not in table:
-        raise ValueError(f"unknown group {name!r}: use 'p2', 'p4', 'p4m', 'so3' or a list of transforms")
+        raise ValueError(f"unknown group {name!r}: use 'p2', 'p4', 'p4m', 'so3', 'inversion', 'o3' or a list of "
+                         "transforms")
     return table[name]
+
+
+def _parity(x) -> jnp.ndarray:
+    """``(−1)^l`` for the coefficient axis of spherical signals ``x (N, L², C)``, shape ``(L², 1)``."""
+    if x.ndim != 3:
+        raise ValueError(f"the inversion acts on spherical signals (N, L², C), got shape {x.shape}")
+    from .so3.harmonics import bandlimit_of
+
+    L = bandlimit_of(x.shape[1])
+    l = np.repeat(np.arange(L), 2 * np.arange(L) + 1)
+    return jnp.asarray((-1.0) ** l, x.dtype)[:, None]
+
+
+def _invert(x, idx):
+    """``x`` (element 0) and its point reflection (element 1), element-major."""
+    p = _parity(x)
+    return jnp.concatenate([x if i == 0 else p * x for i in idx], axis=0)
 
 
 def group_elements(group, *, oversampling: float = 3.0, grid_bandlimit: Optional[int] = None,
@@ -57,6 +82,20 @@ def group_elements(group, *, oversampling: float = 3.0, grid_bandlimit: Optional
 
     For ``'so3'``, ``bandlimit`` is the input's ``L`` (required to size the quadrature).
     """
+    if isinstance(group, str) and group == "inversion":
+        return _invert, np.full(2, 0.5)
+    if isinstance(group, str) and group == "o3":
+        rotate, w = group_elements("so3", oversampling=oversampling, grid_bandlimit=grid_bandlimit,
+                                   bandlimit=bandlimit)
+        n = len(w)
+
+        def rotate_or_invert(x, idx):
+            idx = np.asarray(idx)
+            parts = [rotate(x, idx[idx < n]) if np.any(idx < n) else None,
+                     rotate(_parity(x) * x, idx[idx >= n] - n) if np.any(idx >= n) else None]
+            return jnp.concatenate([p for p in parts if p is not None], axis=0)
+
+        return rotate_or_invert, np.concatenate([w, w]) / 2
     if isinstance(group, str) and group == "so3":
         from .so3.quadrature import grid_bandlimit_for, so3_grid
         from .so3.wigner import rotate_coeffs
@@ -108,9 +147,9 @@ def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], 
         x2v = x1 if x2 is None else jnp.asarray(x2)
         kinds = ("nngp", "ntk") if get is None else ((get,) if isinstance(get, str) else tuple(get))
         L = None
-        if isinstance(group, str) and group == "so3":
+        if isinstance(group, str) and group in ("so3", "o3"):
             if x1.ndim != 3:
-                raise ValueError(f"augment(..., 'so3') expects spherical signals (N, L², C), got {x1.shape}")
+                raise ValueError(f"augment(..., {group!r}) expects spherical signals (N, L², C), got {x1.shape}")
             from .so3.harmonics import bandlimit_of
 
             L = bandlimit_of(x1.shape[1])
