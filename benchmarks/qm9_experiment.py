@@ -189,7 +189,8 @@ def cmd_spectrum(args):
             theory = spectral.learning_curve_theory(es.eigenvalues, w2, args.n_train, ridge=args.ridge)
             t0 = time.perf_counter()
             measured, se = spectral.empirical_learning_curve(K, r, args.n_train, n_repeats=args.repeats,
-                                                              ridge=args.ridge, seed=0)
+                                                              ridge=args.ridge, seed=0,
+                                                              psd_rtol=psd_tolerance("float32"))
             cum = np.cumsum(w2) / np.sum(w2)
             key = f"{name}_{kind}"
             curves[key] = {"eigenvalues": es.eigenvalues[: args.keep_modes].tolist(), "min_eigenvalue_gram": lam_min,

@@ -86,17 +86,17 @@ Numerics and validation
 All functions validate their inputs and raise ``ValueError`` with an explicit
 message for: non-square / mismatched shapes, empty training sets, NaN/inf,
 negative ridge or times, non-positive learning rate, asymmetric Gram matrices,
-and Gram matrices that are significantly non-PSD (smallest eigenvalue below
-``−psd_rtol · max|eigenvalue|``; default ``psd_rtol = max(sqrt(eps), n·eps)``,
-round-off below it is clipped to 0). Infinite-time regression uses a Cholesky
-factorisation of ``Θ + λI``; if it fails on a PSD (within tolerance) Gram
-matrix, a jitter ``10^j · eps · λ_max`` is added to the diagonal, increasing
-until it succeeds (at most ``max_jitter · λ_max``, default
-``100 · psd_rtol``), and a :class:`JitterWarning` reports the jitter used
-(results are those of ridge ``λ + jitter``). Computations run in JAX in the
-dtype of the inputs (float64 needs ``jax_enable_x64``; this module never
-changes JAX's configuration). The functions are not meant to be jitted
-(validation inspects values); the work inside is JAX linear algebra.
+and Gram matrices that are significantly non-PSD. The factorisations are those of
+:mod:`eqntk.linalg`, with its one tolerance rule: a Gram matrix is PSD when its smallest
+eigenvalue is ``≥ −τ · max|eigenvalue|``, ``τ = max(sqrt(eps), n·eps, psd_rtol)`` (``psd_rtol``:
+the kernel's stated relative accuracy, e.g. of a quadrature kernel; it can only widen ``τ``), and
+round-off below it is clipped to 0. Infinite-time regression uses a Cholesky factorisation of
+``Θ + λI``; if it fails on a PSD (within tolerance) Gram matrix, a jitter ``10^j · eps · λ_max``
+is added to the diagonal, increasing until it succeeds (at most ``max_jitter · λ_max``, default
+``100 · τ``), and a :class:`JitterWarning` reports the jitter used (results are those of ridge
+``λ + jitter``). Computations run in JAX in the dtype of the inputs (float64 needs
+``jax_enable_x64``; this module never changes JAX's configuration). The functions are not meant
+to be jitted (validation inspects values); the work inside is JAX linear algebra.
 
 Example
 -------
@@ -133,13 +133,15 @@ from __future__ import annotations
 
 import collections
 import math
-import warnings
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
+
+from . import linalg
+from .linalg import JitterWarning
 
 __all__ = [
     "Gaussian",
@@ -182,10 +184,6 @@ class FlowPrediction(NamedTuple):
     test: Optional[Array]
 
 
-class JitterWarning(RuntimeWarning):
-    """A Cholesky factorisation needed extra jitter on the diagonal (results use ridge + jitter)."""
-
-
 # ----------------------------------------------------------------------------------------------
 # Jitted numerical kernels (private; one compilation per shape, scalars are traced)
 # ----------------------------------------------------------------------------------------------
@@ -194,23 +192,6 @@ class JitterWarning(RuntimeWarning):
 @jax.jit
 def _all_finite(a):
     return jnp.all(jnp.isfinite(a))
-
-
-@jax.jit
-def _gram_stats(k):
-    """``(max|k|, max|k − kᵀ|, max|diag k|, (k + kᵀ)/2)``."""
-    return jnp.max(jnp.abs(k)), jnp.max(jnp.abs(k - k.T)), jnp.max(jnp.abs(jnp.diag(k))), 0.5 * (k + k.T)
-
-
-@jax.jit
-def _chol_shifted(k, r):
-    """Lower Cholesky factor of ``k + r·I`` and whether it succeeded (JAX returns NaNs on failure)."""
-    c = jnp.linalg.cholesky(k + r * jnp.eye(k.shape[0], dtype=k.dtype))
-    return c, jnp.all(jnp.isfinite(c))
-
-
-_eigh = jax.jit(jnp.linalg.eigh)
-_eigvalsh = jax.jit(jnp.linalg.eigvalsh)
 
 
 @jax.jit
@@ -268,11 +249,6 @@ def _common_dtype(*arrays: Array):
     return jnp.result_type(*fdts)
 
 
-def _default_rtol(n: int, dtype) -> float:
-    eps = float(jnp.finfo(dtype).eps)
-    return max(math.sqrt(eps), n * eps)
-
-
 def _check_ridge(ridge: float) -> float:
     r = float(ridge)
     if not math.isfinite(r) or r < 0:
@@ -288,22 +264,12 @@ def _check_learning_rate(learning_rate: float) -> float:
 
 
 def _gram(k: Array, name: str, dtype, rtol: Optional[float]) -> tuple[jnp.ndarray, float]:
-    """Validated, symmetrised ``(n, n)`` Gram matrix and the PSD tolerance to use for it."""
+    """Validated, symmetrised ``(n, n)`` Gram matrix in ``dtype`` and its tolerance (:func:`eqntk.linalg.gram`)."""
     k = _to_jax(k)
-    if k.ndim != 2 or k.shape[0] != k.shape[1]:
-        raise ValueError(f"{name} must be a square (n, n) Gram matrix, got shape {k.shape}")
-    if k.shape[0] == 0:
-        raise ValueError(f"empty training set: {name} has shape {k.shape}")
-    k = _as_float_array(k, name, dtype)
-    n = k.shape[0]
-    rtol = _default_rtol(n, dtype) if rtol is None else float(rtol)
-    if not rtol >= 0:
-        raise ValueError(f"psd_rtol must be >= 0, got {rtol!r}")
-    scale, asym, _, ksym = _gram_stats(k)
-    scale, asym = float(scale), float(asym)
-    if asym > rtol * scale:
-        raise ValueError(f"{name} is not symmetric: max |K - K^T| = {asym:.3e} (max |K| = {scale:.3e})")
-    return ksym, rtol
+    given = k.dtype
+    if k.dtype != dtype:
+        k = k.astype(dtype)
+    return linalg.gram(k, name, kernel_rtol=rtol, dtypes=(given,))
 
 
 def _targets(y: Array, n: int, dtype) -> tuple[jnp.ndarray, tuple[int, ...]]:
@@ -340,94 +306,6 @@ def _scaled_times(t: Times, scale: float, dtype) -> jnp.ndarray:
     if np.any(ta < 0):
         raise ValueError(f"times must be >= 0 (np.inf allowed), got min(t) = {ta.min()}")
     return _to_jax(scale * ta, dtype)
-
-
-def _not_psd(name: str, mu_min: float, mu_max: float, rtol: float) -> ValueError:
-    scale = max(abs(mu_min), abs(mu_max))
-    return ValueError(
-        f"{name} is not positive semi-definite: smallest eigenvalue {mu_min:.6e}, largest {mu_max:.6e} "
-        f"(relative {mu_min / scale:.3e}, tolerated down to {-rtol:.1e}); a kernel Gram matrix must be PSD — "
-        f"check the kernel computation (raise psd_rtol to accept it)")
-
-
-def _check_psd_values(mu: jnp.ndarray, name: str, rtol: float) -> None:
-    mu_min, mu_max = float(mu[0]), float(mu[-1])
-    if mu_min < -rtol * max(abs(mu_min), abs(mu_max)):
-        raise _not_psd(name, mu_min, mu_max, rtol)
-
-
-# ----------------------------------------------------------------------------------------------
-# Linear algebra (private)
-# ----------------------------------------------------------------------------------------------
-
-
-class _Spectrum(NamedTuple):
-    lam: jnp.ndarray   # (n,) eigenvalues of K + ridge·I, with K's round-off negatives clipped to 0
-    mu: jnp.ndarray    # (n,) eigenvalues of K, clipped to >= 0
-    vecs: jnp.ndarray  # (n, n) orthonormal eigenvectors (columns)
-    cutoff: float      # eigenvalues lam <= cutoff count as zero at t = inf
-
-
-def _spectrum(k: jnp.ndarray, ridge: float, rtol: float, name: str) -> _Spectrum:
-    mu, v = _eigh(k)
-    mu_np = np.asarray(mu)
-    _check_psd_values(mu_np, name, rtol)
-    mu_np = np.maximum(mu_np, 0)
-    lam_np = mu_np + ridge
-    cutoff = k.shape[0] * float(jnp.finfo(k.dtype).eps) * float(lam_np[-1])
-    return _Spectrum(_to_jax(lam_np, k.dtype), _to_jax(mu_np, k.dtype), v, cutoff)
-
-
-def _cholesky(k: jnp.ndarray, ridge: float, rtol: float, max_jitter: Optional[float], name: str
-              ) -> tuple[jnp.ndarray, float]:
-    """Lower Cholesky factor of ``k + r·I`` and the ridge ``r`` actually used (``ridge`` or ``ridge + jitter``)."""
-    chol, ok = _chol_shifted(k, ridge)
-    if bool(ok):
-        # A large ridge could hide a significantly indefinite k: probe k + tau·I (tau = tolerance).
-        tau = rtol * float(_gram_stats(k)[2])
-        if ridge > tau and not bool(_chol_shifted(k, tau)[1]):
-            _check_psd_values(np.asarray(_eigvalsh(k)), name, rtol)
-        return chol, ridge
-    mu = np.asarray(_eigvalsh(k))
-    _check_psd_values(mu, name, rtol)
-    mu_min, mu_max = float(mu[0]), float(mu[-1])
-    scale = max(abs(mu_min), abs(mu_max))
-    if scale == 0.0:
-        raise ValueError(f"{name} is identically zero and ridge = 0: the regression is undefined (use ridge > 0)")
-    eps = float(jnp.finfo(k.dtype).eps)
-    cap = (100.0 * rtol if max_jitter is None else float(max_jitter)) * scale
-    jitter = max(10 * eps * scale, 2.0 * max(0.0, -mu_min - ridge))
-    while jitter <= cap:
-        chol, ok = _chol_shifted(k, ridge + jitter)
-        if bool(ok):
-            warnings.warn(
-                f"Cholesky factorisation of {name} + {ridge:.3e}·I failed (eigenvalues in [{mu_min:.3e}, "
-                f"{mu_max:.3e}]); added jitter {jitter:.3e} (= {jitter / scale:.1e} × largest eigenvalue) to the "
-                f"diagonal: results are those of ridge = {ridge + jitter:.3e}. Pass a ridge explicitly to silence "
-                f"this.", JitterWarning, stacklevel=3)
-            return chol, ridge + jitter
-        jitter *= 10.0
-    raise ValueError(
-        f"Cholesky factorisation of {name} + {ridge:.3e}·I failed even with jitter up to {cap:.3e} "
-        f"(eigenvalues in [{mu_min:.3e}, {mu_max:.3e}]); use a larger ridge")
-
-
-@jax.jit
-def _flow_weights(lam: jnp.ndarray, s: jnp.ndarray, cutoff: float) -> jnp.ndarray:
-    """``g(λ, s) = (1 − e^{−λ s}) / λ`` for ``lam (n,) >= 0`` and scaled times ``s (T,)``: shape ``(T, n)``.
-
-    Stable for ``λ s → 0`` (``g → s``); ``s = inf`` gives ``1/λ`` (0 where ``λ <= cutoff``).
-    """
-    lam = lam[None, :]
-    s = s[:, None]
-    inf = jnp.isinf(s)
-    s_fin = jnp.where(inf, 0, s)
-    x = lam * s_fin
-    x_safe = jnp.where(x > 0, x, 1)
-    phi = jnp.where(x > 0, -jnp.expm1(-x_safe) / x_safe, 1)
-    keep = lam > cutoff
-    inv = jnp.where(keep, 1 / jnp.where(keep, lam, 1), 0)
-    return jnp.where(inf, inv, s_fin * phi)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,9 +399,10 @@ def kernel_regression(k_train_train: Array, y_train: Array, k_test_train: Option
         k_test_train: test-train kernel ``(m, n)``; ``None`` predicts on the training points
             (``y − ridge (K + ridge·I)⁻¹ y``, i.e. ``y`` itself for ``ridge = 0``).
         ridge: absolute diagonal regulariser ``>= 0`` (same units as the kernel).
-        psd_rtol: tolerated relative negative eigenvalue (default ``max(sqrt(eps), n·eps)``).
+        psd_rtol: the kernel's relative accuracy; the PSD tolerance is
+            ``max(sqrt(eps), n·eps, psd_rtol)`` (:func:`eqntk.linalg.psd_tolerance`).
         max_jitter: largest relative jitter tried if the Cholesky factorisation fails
-            (default ``100 · psd_rtol``); a :class:`JitterWarning` is emitted when jitter is used.
+            (default ``100 ·`` the PSD tolerance); a :class:`JitterWarning` is emitted when jitter is used.
 
     Returns:
         Predictions ``(m,) + y.shape[1:]`` (or ``y.shape`` on the training points).
@@ -538,7 +417,7 @@ def kernel_regression(k_train_train: Array, y_train: Array, k_test_train: Option
     n = k.shape[0]
     y, out = _targets(y_train, n, dtype)
     kt = None if k_test_train is None else _cross(k_test_train, "k_test_train", n, dtype)
-    chol, r = _cholesky(k, ridge, rtol, max_jitter, "k_train_train")
+    chol, r = linalg.cholesky(k, ridge, rtol, max_jitter, "k_train_train")
     if kt is None and r == 0:
         return y
     return _cho_predict(chol, y, kt, r)
@@ -574,7 +453,7 @@ def gp_inference(k_train_train: Array, y_train: Array, k_test_train: Array, k_te
     kt = _cross(k_test_train, "k_test_train", n, dtype)
     m = kt.shape[0]
     ktt = None if k_test_test is None else _test_test(k_test_test, "k_test_test", m, dtype)
-    chol, _ = _cholesky(k, ridge, rtol, max_jitter, "k_train_train")
+    chol, _ = linalg.cholesky(k, ridge, rtol, max_jitter, "k_train_train")
     mean = _cho_predict(chol, y, kt, 0.0)
     if ktt is None:
         return Gaussian(mean, None)
@@ -587,11 +466,11 @@ def gp_inference(k_train_train: Array, y_train: Array, k_test_train: Array, k_te
 
 
 @jax.jit
-def _flow_mean(spec: _Spectrum, y: jnp.ndarray, s: jnp.ndarray, kt: Optional[jnp.ndarray]
+def _flow_mean(spec: linalg.Spectrum, y: jnp.ndarray, s: jnp.ndarray, kt: Optional[jnp.ndarray]
                ) -> tuple[jnp.ndarray, Optional[jnp.ndarray]]:
     """Train ``s.shape + y.shape`` and test ``s.shape + (m,) + y.shape[1:]`` means (scaled times ``s``)."""
     n = y.shape[0]
-    g = _flow_weights(spec.lam, s.reshape(-1), spec.cutoff)  # (T, n)
+    g = linalg.flow_weights(spec.lam, s.reshape(-1), spec.cutoff)  # (T, n)
     c = spec.vecs.T @ y.reshape(n, -1)  # (n, p)
     train = jnp.einsum("ji,ti,ip->tjp", spec.vecs, spec.mu[None, :] * g, c)
     train = train.reshape(s.shape + y.shape)
@@ -625,7 +504,8 @@ def gradient_flow(k_train_train: Array, y_train: Array, t: Times, k_test_train: 
         k_test_train: test-train kernel ``(m, n)`` or ``None``.
         learning_rate: ``η > 0``; only ``η t / n`` matters.
         ridge: absolute ridge ``>= 0`` (weight decay towards the initialisation, see module docs).
-        psd_rtol: tolerated relative negative eigenvalue (default ``max(sqrt(eps), n·eps)``).
+        psd_rtol: the kernel's relative accuracy; the PSD tolerance is
+            ``max(sqrt(eps), n·eps, psd_rtol)`` (:func:`eqntk.linalg.psd_tolerance`).
 
     Returns:
         ``FlowPrediction(train=t.shape + y.shape, test=t.shape + (m,) + y.shape[1:] or None)``.
@@ -638,12 +518,12 @@ def gradient_flow(k_train_train: Array, y_train: Array, t: Times, k_test_train: 
     y, out = _targets(y_train, n, dtype)
     kt = None if k_test_train is None else _cross(k_test_train, "k_test_train", n, dtype)
     s = _scaled_times(t, lr / n, dtype)
-    spec = _spectrum(k, ridge, rtol, "k_train_train")
+    spec = linalg.spectrum(k, ridge, rtol, "k_train_train")
     return FlowPrediction(*_flow_mean(spec, y, s, kt))
 
 
 @jax.jit
-def _flow_cov(spec: _Spectrum, s: jnp.ndarray, kt: jnp.ndarray, nngp_dd: jnp.ndarray, nngp_td: jnp.ndarray,
+def _flow_cov(spec: linalg.Spectrum, s: jnp.ndarray, kt: jnp.ndarray, nngp_dd: jnp.ndarray, nngp_td: jnp.ndarray,
               nngp_tt: jnp.ndarray, ridge: float) -> jnp.ndarray:
     """``Cov_*(s) = K_** − K_* B − Bᵀ K_*ᵀ + Bᵀ (K + ridge I) B``, ``B = A(s) Θ_*ᵀ``.
 
@@ -653,7 +533,7 @@ def _flow_cov(spec: _Spectrum, s: jnp.ndarray, kt: jnp.ndarray, nngp_dd: jnp.nda
 
 
 def _flow_cov_flat(spec, s, kt, nngp_dd, nngp_td, nngp_tt, ridge):
-    g = _flow_weights(spec.lam, s, spec.cutoff)  # (T, n)
+    g = linalg.flow_weights(spec.lam, s, spec.cutoff)  # (T, n)
     p = spec.vecs.T @ kt.T  # (n, m)
     b = jnp.einsum("ji,ti,im->tjm", spec.vecs, g, p)  # (T, n, m)
     kr = nngp_dd + ridge * jnp.eye(nngp_dd.shape[0], dtype=nngp_dd.dtype)
@@ -694,7 +574,8 @@ def gradient_flow_covariance(k_train_train: Array, k_test_train: Array, nngp_tes
         nngp_test_train: NNGP ``(m, n)`` (default ``k_test_train``).
         learning_rate: ``η > 0``.
         ridge: absolute ridge / observation noise ``>= 0``.
-        psd_rtol: tolerated relative negative eigenvalue of ``k_train_train``.
+        psd_rtol: the kernel's relative accuracy (PSD tolerance of ``k_train_train``, as in
+            :func:`gradient_flow`).
 
     Returns:
         ``t.shape + (m, m)`` covariances, or ``t.shape + (m,)`` variances.
@@ -719,7 +600,7 @@ def gradient_flow_covariance(k_train_train: Array, k_test_train: Array, nngp_tes
         if ktd.shape != kt.shape:
             raise ValueError(f"nngp_test_train has shape {ktd.shape}, k_test_train {kt.shape}")
     s = _scaled_times(t, lr / n, dtype)
-    spec = _spectrum(k, ridge, rtol, "k_train_train")
+    spec = linalg.spectrum(k, ridge, rtol, "k_train_train")
     return _flow_cov(spec, s, kt, kdd, ktd, ktt, ridge)
 
 
@@ -772,7 +653,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, x_train: Array, y_train: 
         learning_rate: ``η > 0``.
         diag_reg: ridge, as in neural-tangents: ``diag_reg · trace(K)/n`` added to the diagonal of the
             kernel of each kind (``diag_reg`` itself if ``diag_reg_absolute_scale``).
-        psd_rtol: tolerated relative negative eigenvalue.
+        psd_rtol: the kernel's relative accuracy (PSD tolerance, as in :func:`gradient_flow`).
         **kernel_fn_kwargs: passed to every ``kernel_fn`` call.
 
     Returns:
@@ -795,7 +676,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, x_train: Array, y_train: 
         raise ValueError(f"y_train must have shape (n,) or (n, k) with n >= 1, got {y_arr.shape}")
     raw_train: dict = {}   # kind -> raw train-train kernel
     train: dict = {}       # kind -> (k, rtol, y, out, ridge), validated
-    spectra: dict = {}     # kind -> _Spectrum of k + ridge·I
+    spectra: dict = {}     # kind -> linalg.Spectrum of k + ridge·I
 
     def fetch_train(kinds: tuple[str, ...]) -> None:
         missing = tuple(g for g in kinds if g not in raw_train)
@@ -813,10 +694,10 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, x_train: Array, y_train: 
             train[g] = (k, rtol, y, out, r)
         return train[g]
 
-    def spectrum_of(g: str) -> _Spectrum:
+    def spectrum_of(g: str) -> linalg.Spectrum:
         if g not in spectra:
             k, rtol, _, _, r = train_of(g)
-            spectra[g] = _spectrum(k, r, rtol, f"train {g} kernel")
+            spectra[g] = linalg.spectrum(k, r, rtol, f"train {g} kernel")
         return spectra[g]
 
     def predict_fn(t: Optional[Times] = None, x_test: Optional[Array] = None, get=None, compute_cov: bool = False):
@@ -837,7 +718,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, x_train: Array, y_train: 
             kt = _cross(tests[g], f"test-train {g} kernel", n, k.dtype)
             m = kt.shape[0]
             if t is None and not (compute_cov and g == "ntk"):
-                chol, _ = _cholesky(k, r, rtol, None, f"train {g} kernel")
+                chol, _ = linalg.cholesky(k, r, rtol, None, f"train {g} kernel")
                 mean = _cho_predict(chol, y, kt, 0.0)
                 cov = None
                 if compute_cov:  # NNGP: GP posterior with noise r

@@ -26,8 +26,9 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import numpy as np
-import scipy.linalg
 import scipy.optimize
+
+from . import linalg
 
 __all__ = ["Eigensystem", "eigensystem", "target_spectrum", "learning_curve_theory",
            "empirical_learning_curve", "so3_degree_spectrum", "planar_irrep_spectrum"]
@@ -40,30 +41,24 @@ class Eigensystem(NamedTuple):
     vectors: np.ndarray
 
 
-def _check_gram(K) -> np.ndarray:
-    K = np.asarray(K, np.float64)
-    if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
-        raise ValueError(f"a Gram matrix must be square and non-empty, got shape {K.shape}")
-    if not np.all(np.isfinite(K)):
-        raise ValueError("the Gram matrix contains NaN or inf")
-    if np.abs(K - K.T).max() > 1e-8 * max(np.abs(K).max(), 1e-300):
-        raise ValueError("the Gram matrix is not symmetric")
-    return 0.5 * (K + K.T)
+def _check_gram(K, psd_rtol: Optional[float] = None) -> tuple[np.ndarray, float]:
+    """``(K_sym (M, M) float64, τ)``: validated by :func:`eqntk.linalg.gram` (τ from the dtype ``K`` came in)."""
+    given = np.asarray(K).dtype
+    return linalg.gram(np.asarray(K, np.float64), "the Gram matrix", kernel_rtol=psd_rtol, dtypes=(given,))
 
 
-def eigensystem(K, psd_rtol: float = 1e-8) -> Eigensystem:
+def eigensystem(K, psd_rtol: Optional[float] = None) -> Eigensystem:
     """Operator eigenvalues ``η_k = λ_k / M`` (descending; round-off negatives clipped to 0).
 
-    ``psd_rtol``: the most negative eigenvalue tolerated, relative to the largest (a Gram
-    computed in float32 or summed from float32 kernels needs ~1e-5; a quadrature kernel is PSD
-    only to its quadrature accuracy). Anything more negative raises ``ValueError``.
+    ``psd_rtol``: the kernel's relative accuracy (a Gram computed in float32 or summed from
+    float32 kernels needs ~1e-5; a quadrature kernel is PSD only to its quadrature accuracy).
+    Eigenvalues down to ``−τ · max|λ|``, ``τ = max(√eps, M·eps, psd_rtol)``, are round-off
+    (the rule of :mod:`eqntk.linalg`, shared with :mod:`eqntk.predict`; ``eps`` of the dtype
+    ``K`` is given in); anything more negative raises ``ValueError``.
     """
-    K = _check_gram(K)
-    lam, V = np.linalg.eigh(K)
-    if lam[0] < -psd_rtol * max(lam[-1], 1e-300):
-        raise ValueError(f"the Gram matrix is not positive semi-definite (smallest eigenvalue {lam[0]:.3e})")
-    order = np.argsort(lam)[::-1]
-    return Eigensystem(np.clip(lam[order], 0.0, None) / K.shape[0], V[:, order])
+    K, rtol = _check_gram(K, psd_rtol)
+    spec = linalg.spectrum(K, 0.0, rtol)
+    return Eigensystem(spec.mu[::-1] / K.shape[0], spec.vecs[:, ::-1])
 
 
 def target_spectrum(system: Eigensystem, y) -> np.ndarray:
@@ -120,14 +115,17 @@ def learning_curve_theory(eigenvalues, target_power, n_train, ridge: float = 0.0
     return np.array(out)
 
 
-def empirical_learning_curve(K, y, n_train, n_repeats: int = 20, ridge: float = 0.0, seed: int = 0):
+def empirical_learning_curve(K, y, n_train, n_repeats: int = 20, ridge: float = 0.0, seed: int = 0,
+                             psd_rtol: Optional[float] = None):
     """Measured test MSE of kernel ridge regression on random subsets of the ``M`` samples.
 
     For each ``P``: draw ``P`` training samples, predict all ``M`` samples with
     ``K_·P (K_PP + λ I)⁻¹ y_P`` and average the squared error over the pool and ``n_repeats``
-    draws. Returns ``(mean, standard error)``, each ``(len(n_train),)``.
+    draws. Returns ``(mean, standard error)``, each ``(len(n_train),)``. The solves are those of
+    :mod:`eqntk.linalg` (Cholesky with its jitter policy for ``λ > 0``, the spectral
+    pseudo-inverse for ``λ = 0``); ``psd_rtol`` as in :func:`eigensystem`.
     """
-    K = _check_gram(K)
+    K, rtol = _check_gram(K, psd_rtol)
     y = np.asarray(y, np.float64).reshape(K.shape[0], -1)
     rng = np.random.default_rng(seed)
     means, ses = [], []
@@ -136,19 +134,22 @@ def empirical_learning_curve(K, y, n_train, n_repeats: int = 20, ridge: float = 
         errs = []
         for _ in range(n_repeats):
             idx = rng.choice(K.shape[0], size=P, replace=False)
-            A = K[np.ix_(idx, idx)] + ridge * np.eye(P)
-            alpha = None
-            if ridge > 0:
-                try:  # Cholesky: ~10x faster than the SVD of lstsq for thousands of samples
-                    alpha = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), y[idx])
-                except np.linalg.LinAlgError:
-                    alpha = None
-            if alpha is None:
-                alpha = np.linalg.lstsq(A, y[idx], rcond=None)[0]
+            alpha = _ridge_solve(K[np.ix_(idx, idx)], y[idx], ridge, rtol)
             errs.append(np.mean(np.sum((K[:, idx] @ alpha - y) ** 2, axis=1)))
         means.append(np.mean(errs))
         ses.append(np.std(errs, ddof=1) / np.sqrt(n_repeats) if n_repeats > 1 else np.nan)
     return np.array(means), np.array(ses)
+
+
+def _ridge_solve(k: np.ndarray, y: np.ndarray, ridge: float, rtol: float) -> np.ndarray:
+    """``(k + ridge·I)⁻¹ y`` (``k`` ``(P, P)``, ``y`` ``(P, p)``): Cholesky for ``ridge > 0`` (~10x faster than an
+    eigendecomposition for thousands of samples), the spectral pseudo-inverse for ``ridge = 0``."""
+    if ridge > 0:
+        chol, _ = linalg.cholesky(k, ridge, rtol, name="the training Gram matrix")
+        return linalg.cho_solve(chol, y)
+    spec = linalg.spectrum(k, 0.0, rtol, name="the training Gram matrix")
+    g = linalg.flow_weights(spec.lam, np.array([np.inf]), spec.cutoff)[0]
+    return spec.vecs @ (g[:, None] * (spec.vecs.T @ y))
 
 
 def so3_degree_spectrum(blocks, bandlimit: Optional[int] = None) -> dict:
