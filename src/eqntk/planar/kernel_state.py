@@ -34,7 +34,7 @@ from ..core.kernel import Cost, InvariantKernel, pytree_dataclass
 from .groups import PlanarGroup, pixel_permutation, transform_grid
 from .spatial import window_mean, window_mean_diag
 
-__all__ = ["SpatialKernel", "SpatialPairs", "lift_pairs", "kernel_cost"]
+__all__ = ["SpatialKernel", "SpatialPairs", "lift_pairs", "kernel_cost", "map_temporaries"]
 
 
 def _spatial(v):
@@ -75,18 +75,63 @@ class SpatialKernel:
         return jnp.mean(self.nngp, axis=axes), (None if self.ntk is None else jnp.mean(self.ntk, axis=axes))
 
 
-def kernel_cost(group: PlanarGroup, H: int, W: int, with_ntk: bool) -> Cost:
-    """Working memory of a tile, in elements: ``|G| (HW)²`` per block, a few blocks live at once.
+#: extra full blocks live per pair while a nonlinearity's NTK factor is evaluated (with_ntk only),
+#: by map type; ReLU's temporaries are already in the base count below, unknown maps get 2.
+_MAP_TEMPORARIES = {"ReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 2.0}
 
-    Per pair: nngp (+ ntk), their padded copies and the fused temporaries of a
-    window mean or nonlinearity (≈ 3 blocks per kernel). Per input: the self pairs
-    (NNGP only), dropped by jit when the network does not need them.
+
+def map_temporaries(m) -> float:
+    return _MAP_TEMPORARIES.get(type(m).__name__, 2.0)
+
+
+def kernel_cost(group: PlanarGroup, H: int, W: int, q: int, padding: str, with_ntk: bool,
+                convs: int = 0, maps: int = 0, temporaries: float = 0.0, grid0: Optional[tuple] = None) -> Cost:
+    """Working memory of a tile at one stage of the network, in elements (the one cost model of planar kernels).
+
+    A *block* is one spatial kernel of one pair, ``B = |G| (HW)²`` elements at the stage's input grid
+    ``H × W``; a *padded block* ``Bp = |G| (H + 2r)² W²`` (``r = (q − 1)/2``, ``r = 0`` for VALID) is the
+    first-plane padding copy of a window mean (``_pad`` along ``(i, i')``), which XLA materialises. The
+    live buffers per pair at the peak of the compiled tile program (XLA CPU buffer assignment, counted in
+    ``memory_analysis()`` and the buffer-assignment dumps; see ``tests/test_planar_cost.py``):
+
+    * NNGP only: the input kernel (einsum), one padded copy, the window-mean output and two block-sized
+      constant broadcasts that the pooling reduction takes as operands: 3 blocks + 1 padded, plus one
+      block for each of the first two layers after the lift (the pointwise map's ``sqrt``/``divide``
+      results that XLA keeps for the fused consumers), plus one padded block from the second
+      convolution after the lift on.
+    * with NTK, before the first convolution after the lift the NTK is the NNGP (same buffer): as above.
+      From the first convolution after the lift on, NNGP and NTK are separate arrays, each with its
+      padded copy and the ReLU temporaries shared by both: 7 blocks + 3 padded; each further
+      convolution keeps its predecessors' NTK factors live (XLA schedules the NNGP chain ahead of the
+      NTK chain): + 2 blocks + 1 padded per convolution. A nonlinearity other than ReLU adds its own
+      temporaries (``temporaries``, full blocks; Erf 2).
+    * a quarter block for the small buffers (variance maps, indices, the tile's inputs).
+
+    Per input (``row``): the self pairs ``(x1[i], x1[i])``, NNGP only, the same count as the NNGP
+    chain; jit drops them when no nonlinearity follows the pooling, so this overestimates small tiles
+    of such networks (for large tiles the ``t1 t2`` term dominates).
+
+    ``convs``/``maps``: convolutions/pointwise maps applied after the lift up to this stage;
+    ``grid0``: the network's input grid. After a VALID window the grid shrinks but the live buffers do
+    not shrink with it (XLA keeps kernels of the earlier, larger grids alive): VALID stages are counted
+    at ``grid0``, an overestimate where the grid shrinks a lot (small images).
     """
+    if padding == "VALID" and grid0 is not None:
+        H, W = grid0  # XLA keeps buffers of the earlier, larger grids live: count at the input grid
+    r = 0 if padding == "VALID" else (q - 1) // 2
     block = group.order * float(H * W) ** 2
-    return Cost(pair=(6.0 if with_ntk else 3.0) * block, row=3.0 * block)
+    padded = group.order * float((H + 2 * r) * W) ** 2
+    k = convs + maps
+    nngp = (3.25 + min(k, 2)) * block + (1 + (convs >= 2)) * padded
+    if with_ntk and convs >= 1 and maps >= 1:
+        pair = (7.25 + 2 * (convs - 1) + temporaries) * block + (3 + (convs - 1)) * padded
+    else:
+        pair = nngp + (temporaries if with_ntk else 0.0) * block
+    return Cost(pair=pair, row=nngp)
 
 
-@pytree_dataclass(static=("group", "with_ntk", "cost"))
+@pytree_dataclass(static=("group", "with_ntk", "cost", "convs", "maps", "q", "padding", "temporaries",
+                             "grid0"))
 class SpatialPairs:
     """State of a tile after a planar lift (or a plain ``Conv``).
 
@@ -100,22 +145,36 @@ class SpatialPairs:
     group: PlanarGroup
     with_ntk: bool
     cost: Cost = Cost()
+    # where the network is, for the cost model (kernel_cost): layers after the lift, the last
+    # window's filter and padding, the largest nonlinearity temporaries so far, the input grid
+    convs: int = 0
+    maps: int = 0
+    q: int = 1
+    padding: str = "VALID"
+    temporaries: float = 0.0
+    grid0: Optional[tuple] = None
 
     @property
     def grid(self) -> tuple[int, int]:
         return self.cross.nngp.shape[-4], self.cross.nngp.shape[-3]
 
-    def _map(self, f, cost=None) -> "SpatialPairs":
-        return dataclasses.replace(self, cross=f(self.cross), self1=f(self.self1), self2=f(self.self2),
-                                   cost=self.cost if cost is None else cost)
+    def _map(self, f, **stage) -> "SpatialPairs":
+        """Apply ``f`` to the three pair families; ``stage``: the new layer counts for the cost model.
+
+        The stage's cost is evaluated at the input grid of the layer and maxed into ``cost``.
+        """
+        new = dataclasses.replace(self, cross=f(self.cross), self1=f(self.self1), self2=f(self.self2), **stage)
+        H, W = self.grid
+        c = kernel_cost(self.group, H, W, new.q, new.padding, self.with_ntk, new.convs, new.maps, new.temporaries,
+                        self.grid0)
+        return dataclasses.replace(new, cost=self.cost.max(*c))
 
     def pointwise(self, m) -> "SpatialPairs":
-        return self._map(lambda k: k.pointwise(m))
+        return self._map(lambda k: k.pointwise(m), maps=self.maps + 1,
+                         temporaries=max(self.temporaries, map_temporaries(m)))
 
     def conv(self, q: int, padding: str, w2: float, b2: float) -> "SpatialPairs":
-        H, W = self.grid
-        cost = self.cost.max(*kernel_cost(self.group, H, W, self.with_ntk))
-        return self._map(lambda k: k.conv(q, padding, w2, b2), cost)
+        return self._map(lambda k: k.conv(q, padding, w2, b2), convs=self.convs + 1, q=q, padding=padding)
 
     def pool(self) -> InvariantKernel:
         """Mean over the group and space of both arguments."""
@@ -133,15 +192,16 @@ class SpatialPairs:
         return tuple(None if k is None else self._unrotate(k) for k in (self.cross.nngp, self.cross.ntk))
 
     def _unrotate(self, N):
-        # M_d(t, t') = N_d(t, d⁻¹·t'): gather the second slot with T_{d⁻¹}
+        # M_d(t, t') = N_d(t, d⁻¹·t'): gather the second slot with T_{d⁻¹}, one static
+        # permutation of the last HW axis per group element (a full-shape index array for
+        # take_along_axis would cost XLA several blocks of int32 indices and gather temporaries)
         g = self.group
         if g.order == 1:
             return N[:, :, 0]
         H, W = self.grid
         perm = pixel_permutation(g, H, W)[g.inverse]  # (|G|, HW)
         flat = N.reshape(N.shape[:-2] + (H * W,))
-        idx = jnp.asarray(perm)[None, None, :, None, None, :]
-        out = jnp.take_along_axis(flat, jnp.broadcast_to(idx, flat.shape), axis=-1)
+        out = jnp.stack([jnp.take(flat[:, :, d], perm[d], axis=-1) for d in range(g.order)], axis=2)
         return out.reshape(N.shape)
 
 
@@ -159,7 +219,7 @@ def lift_pairs(x1, x2, group: PlanarGroup, q: int, padding: str, w2: float, b2: 
     ``N_d = w² A[x · (T_d x')ᵀ / C] + b²``; its NTK is its NNGP (first layer).
     """
     H, W, C = x1.shape[1:]
-    cost = cost.max(*kernel_cost(group, H, W, with_ntk))
+    cost = cost.max(*kernel_cost(group, H, W, q, padding, with_ntk))
 
     def pairs(xa, xb, outer, ntk):
         xb_g = transform_grid(xb, group)  # (t, |G|, H, W, C)
@@ -174,4 +234,4 @@ def lift_pairs(x1, x2, group: PlanarGroup, q: int, padding: str, w2: float, b2: 
         return dataclasses.replace(k, ntk=k.nngp if ntk else None)
 
     return SpatialPairs(pairs(x1, x2, True, with_ntk), pairs(x1, x1, False, False), pairs(x2, x2, False, False),
-                        group, with_ntk, cost)
+                        group, with_ntk, cost, q=q, padding=padding, grid0=(H, W))
