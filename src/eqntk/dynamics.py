@@ -50,6 +50,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from . import linalg
+
 __all__ = ["Trajectory", "steps_for_times", "mse_loss", "train_ensemble", "kernel_gradient_descent",
            "negate_readout"]
 
@@ -299,7 +301,7 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, x_train, y_train, x_te
 
 
 def kernel_gradient_descent(k_train_train, y_train, steps, k_test_train=None, *, learning_rate: float,
-                            f0_train=None, f0_test=None):
+                            f0_train=None, f0_test=None, psd_rtol: Optional[float] = None):
     """Discrete-time gradient descent of the linearised model with a constant kernel ``Θ``.
 
     ``f_{j+1} = f_j − (η/n) Θ (f_j − y)`` on the training set, ``f_*`` following through ``Θ_*``.
@@ -312,12 +314,14 @@ def kernel_gradient_descent(k_train_train, y_train, steps, k_test_train=None, *,
     NTK is constant, e.g. a linear model). As ``η → 0`` with ``k η`` fixed this is
     ``predict.gradient_flow(Θ, y, t=k, learning_rate=η)``.
 
-    Computed in float64 NumPy. Returns ``(train (T, n, *out), test (T, m, *out) or None)``.
+    Computed in float64 NumPy, on the spectrum of :func:`eqntk.linalg.spectrum` (the PSD rule
+    of :mod:`eqntk.linalg`, shared with :func:`eqntk.predict.gradient_flow`; ``psd_rtol``: the
+    kernel's relative accuracy). Returns ``(train (T, n, *out), test (T, m, *out) or None)``.
     """
     lr = _check_learning_rate(learning_rate)
-    K = np.asarray(k_train_train, dtype=np.float64)
-    if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
-        raise ValueError(f"k_train_train must be a non-empty square matrix, got shape {K.shape}")
+    given = np.asarray(k_train_train).dtype
+    K, rtol = linalg.gram(np.asarray(k_train_train, dtype=np.float64), "k_train_train", kernel_rtol=psd_rtol,
+                          dtypes=(given,))
     n = K.shape[0]
     y = np.asarray(y_train, dtype=np.float64)
     if y.ndim == 0 or y.shape[0] != n:
@@ -328,7 +332,8 @@ def kernel_gradient_descent(k_train_train, y_train, steps, k_test_train=None, *,
     kt = None if k_test_train is None else np.asarray(k_test_train, dtype=np.float64)
     if kt is not None and (kt.ndim != 2 or kt.shape[1] != n):
         raise ValueError(f"k_test_train must have shape (m, {n}), got {kt.shape}")
-    lam, V = np.linalg.eigh(0.5 * (K + K.T))
+    spec = linalg.spectrum(K, 0.0, rtol, "k_train_train")
+    lam, V = spec.mu, spec.vecs
     a = lr / n
     kk = k.reshape(-1, 1).astype(np.float64)
     # g_i(k) = (1 − (1 − a λ_i)^k)/λ_i, with g → a k as λ → 0

@@ -90,30 +90,30 @@ def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_
                  higher_is_better: bool = False, psd_rtol: Optional[float] = None) -> tuple[float, float, list]:
     """Kernel ridge regression for each relative ridge; the best on the validation split.
 
-    The absolute ridge is ``r · mean(diag k_train)``. One float64 eigendecomposition of
-    ``k_train`` serves the whole grid. Returns ``(best relative ridge, its validation score,
-    [(r, score), ...])``. ``psd_rtol``: tolerated relative negative eigenvalue (Grams summed
-    from kernels computed in float32 need ~1e-5); a more negative one raises ``ValueError``.
+    The absolute ridge is ``r · mean(diag k_train)``. One eigendecomposition of ``k_train``
+    (:func:`eqntk.linalg.spectrum`, float64) serves the whole grid; ridges whose ``K + r·I`` is
+    numerically singular use the pseudo-inverse. Returns ``(best relative ridge, its validation
+    score, [(r, score), ...])``. ``psd_rtol``: the kernel's relative accuracy (Grams summed from
+    kernels computed in float32 need ~1e-5, see :func:`psd_tolerance`); the PSD rule is that of
+    :mod:`eqntk.linalg`, shared with :func:`fit_predict` (:func:`eqntk.predict.kernel_regression`).
     """
-    k = np.asarray(k_train, dtype=np.float64)
-    k = 0.5 * (k + k.T)
+    from .. import linalg
+
+    given = np.asarray(k_train).dtype
+    k, rtol = linalg.gram(np.asarray(k_train, dtype=np.float64), "training kernel", kernel_rtol=psd_rtol,
+                          dtypes=(given,))
     scale = float(np.mean(np.diag(k)))
     if not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"training kernel has a non-positive or non-finite mean diagonal ({scale})")
-    lam, vec = np.linalg.eigh(k)
-    tol = (1e-10 if psd_rtol is None else psd_rtol) * max(abs(lam[-1]), abs(lam[0]))
-    if lam[0] < -tol:
-        raise ValueError(f"training kernel is not positive semi-definite: smallest eigenvalue {lam[0]:.3e}, "
-                         f"largest {lam[-1]:.3e}")
-    lam = np.clip(lam, 0.0, None)
-    yv = vec.T @ np.asarray(y_train, dtype=np.float64).reshape(k.shape[0], -1)
-    kv = np.asarray(k_val, dtype=np.float64) @ vec
+    spec = linalg.spectrum(k, 0.0, rtol, "training kernel")
+    yv = spec.vecs.T @ np.asarray(y_train, dtype=np.float64).reshape(k.shape[0], -1)
+    kv = np.asarray(k_val, dtype=np.float64) @ spec.vecs
+    inf = np.array([np.inf])
     trials = []
     for r in ridges:
-        d = lam + r * scale
-        if np.any(d <= 0):
-            continue
-        pred = (kv @ (yv / d[:, None])).reshape((kv.shape[0],) + np.shape(y_train)[1:])
+        shifted = linalg.shift(spec, r * scale)
+        g = linalg.flow_weights(shifted.lam, inf, shifted.cutoff)[0]  # (n,): 1/(μ + r·scale), pseudo-inverse
+        pred = (kv @ (yv * g[:, None])).reshape((kv.shape[0],) + np.shape(y_train)[1:])
         s = float(score(pred, y_val))
         if np.isfinite(s):
             trials.append((float(r), s))
@@ -137,11 +137,13 @@ def fit_predict(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, ri
 
 
 def psd_tolerance(dtype: str) -> float:
-    """Relative negative eigenvalue tolerated (then clipped to 0) in Grams of ``dtype`` kernels.
+    """The relative accuracy stated for the experiments' Grams of ``dtype`` kernels (their ``psd_rtol``).
 
-    SO(3) kernels integrated with ``SO3Pool(oversampling=2)`` are PSD only to ~1e-4 relative
-    (the integrand at one rotation is not a PSD kernel; only its exact integral is), float32
-    round-off adds ~1e-6; the ridge chosen on the validation split absorbs both.
+    It is the ``kernel_rtol`` of :func:`eqntk.linalg.psd_tolerance`: the tolerated relative
+    negative eigenvalue is ``max(√eps, n·eps, psd_tolerance(dtype))``. SO(3) kernels integrated
+    with ``SO3Pool(oversampling=2)`` are PSD only to ~1e-4 relative (the integrand at one
+    rotation is not a PSD kernel; only its exact integral is), float32 round-off adds ~1e-6; the
+    ridge chosen on the validation split absorbs both.
     """
     return 1e-3 if dtype == "float32" else 1e-6
 
