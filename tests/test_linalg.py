@@ -218,7 +218,7 @@ TAU = float(np.sqrt(EPS64))  # psd_tolerance(20, float64)
     (-0.5e-5, 1e-5, True), (-2e-5, 1e-5, False),         # a kernel stating accuracy 1e-5
 ])
 def test_every_user_takes_the_same_psd_decision(user, relative_min, psd_rtol, accepted):
-    """A Gram V diag(μ) Vᵀ with μ_min = relative_min · max|μ|: accepted iff −μ_min/max|μ| ≤ τ, by everyone."""
+    """V diag(μ) Vᵀ with μ_min = relative_min · max|μ|: accepted iff −μ_min/max|μ| ≤ τ, by every user."""
     assert linalg.psd_tolerance(N, np.float64, psd_rtol) == (TAU if psd_rtol is None else psd_rtol)
     mu = np.concatenate([[relative_min * 2.0], np.linspace(0.5, 2.0, N - 1)])
     k = gram_with_spectrum(mu, np.random.default_rng(3))

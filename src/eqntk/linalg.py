@@ -1,8 +1,8 @@
 r"""The one solver: Gram validation, the PSD tolerance, Cholesky with jitter, spectra and flow weights.
 
-Every eqntk function that factorises a kernel Gram matrix (:mod:`eqntk.predict`,
-:mod:`eqntk.spectral`, :mod:`eqntk.dynamics`, :mod:`eqntk.experiments.common`) goes through this
-module, so a Gram matrix is accepted or refused by all of them alike.
+Every eqntk function that factorises a kernel Gram matrix ([`eqntk.predict`][eqntk.predict],
+[`eqntk.spectral`][eqntk.spectral], [`eqntk.dynamics`][eqntk.dynamics], `eqntk.experiments.common`)
+goes through this module, so a Gram matrix is accepted or refused by all of them alike.
 
 The tolerance rule
 ------------------
@@ -11,7 +11,8 @@ semi-definite when::
 
     μ_1 ≥ −τ · max_i |μ_i|,        τ = max(√eps, n·eps, kernel_rtol)
 
-(:func:`psd_tolerance`), and its negative eigenvalues are then clipped to 0. The three terms:
+([`psd_tolerance`][eqntk.linalg.psd_tolerance]), and its negative eigenvalues are then clipped to 0.
+The three terms:
 
 * ``n·eps``: a backward-stable eigensolver (or Cholesky) returns the eigenvalues of ``K + E`` with
   ``‖E‖ ≲ n·eps·‖K‖``: a PSD matrix can come out with ``μ_1 ≈ −n·eps·μ_n``;
@@ -25,23 +26,26 @@ semi-definite when::
 
 ``eps`` is that of the *coarsest* dtype the Gram went through: the dtype it was given in and
 the one it is factorised in (a float32 Gram factorised in float64 is still a float32 Gram).
-The same ``τ`` bounds the asymmetry ``max|K − Kᵀ| ≤ τ · max|K|`` (:func:`gram`).
+The same ``τ`` bounds the asymmetry ``max|K − Kᵀ| ≤ τ · max|K|`` ([`gram`][eqntk.linalg.gram]).
 
 Solvers
 -------
-* :func:`cholesky` factorises ``K + r·I``. If it fails on a Gram matrix accepted by the rule,
-  a jitter ``10^j · eps · μ_max`` (``j = 1, 2, …``; at least twice the missing ``−μ_1 − r``) is
-  added to the diagonal until it succeeds, at most ``max_jitter · μ_max`` (default
-  ``100 · τ``), and a :class:`JitterWarning` reports it: results are those of ridge
-  ``r + jitter``. When ``r > τ·max|diag K|`` could hide an indefinite ``K``, ``K + τ·max|diag K|·I``
-  is factorised as a certificate (success implies ``μ_1 ≥ −τ μ_n``), and only on failure are
-  the eigenvalues computed and the rule applied.
-* :func:`spectrum` is the eigendecomposition ``K = V diag(μ) Vᵀ`` (rule applied, ``μ`` clipped)
-  with the spectrum ``λ = μ + r`` of ``K + r·I``; :func:`shift` changes ``r`` without a new
-  decomposition (one decomposition serves a ridge grid).
-* :func:`flow_weights` are the spectral filters ``g(λ, s) = (1 − e^{−λ s}) / λ`` of gradient flow
-  (``s = ∞``: ``1/λ``, kernel ridge regression), with a pseudo-inverse below the cutoff
-  ``n·eps·λ_max`` (the ``rcond`` of ``numpy.linalg.lstsq``).
+* [`cholesky`][eqntk.linalg.cholesky] factorises ``K + r·I``. If it fails on a Gram matrix
+  accepted by the rule, a jitter ``10^j · eps · μ_max`` (``j = 1, 2, …``; at least twice the
+  missing ``−μ_1 − r``) is added to the diagonal until it succeeds, at most
+  ``max_jitter · μ_max`` (default ``100 · τ``), and a
+  [`JitterWarning`][eqntk.linalg.JitterWarning] reports it: results are those of ridge
+  ``r + jitter``. When ``r > τ·max|diag K|`` could hide an indefinite ``K``,
+  ``K + τ·max|diag K|·I`` is factorised as a certificate (success implies ``μ_1 ≥ −τ μ_n``), and
+  only on failure are the eigenvalues computed and the rule applied.
+* [`spectrum`][eqntk.linalg.spectrum] is the eigendecomposition ``K = V diag(μ) Vᵀ`` (rule
+  applied, ``μ`` clipped) with the spectrum ``λ = μ + r`` of ``K + r·I``;
+  [`shift`][eqntk.linalg.shift] changes ``r`` without a new decomposition (one decomposition
+  serves a ridge grid).
+* [`flow_weights`][eqntk.linalg.flow_weights] are the spectral filters
+  ``g(λ, s) = (1 − e^{−λ s}) / λ`` of gradient flow (``s = ∞``: ``1/λ``, kernel ridge
+  regression), with a pseudo-inverse below the cutoff ``n·eps·λ_max`` (the ``rcond`` of
+  ``numpy.linalg.lstsq``).
 
 Arrays stay in their library and dtype: NumPy in, NumPy (and SciPy) linear algebra out; a JAX
 array is factorised by jitted JAX functions (float64 needs ``jax_enable_x64``; this module never
@@ -136,7 +140,8 @@ def check_psd(values: Array, name: str = "the Gram matrix", rtol: Optional[float
         values: eigenvalues ``(n,)`` (any order), or a symmetric Gram matrix ``(n, n)`` whose
             eigenvalues are then computed.
         name: how the error message names the matrix.
-        rtol: the tolerance ``τ`` (default :func:`psd_tolerance` of ``n`` and the dtype of ``values``).
+        rtol: the tolerance ``τ`` (default [`psd_tolerance`][eqntk.linalg.psd_tolerance] of ``n`` and the
+            dtype of ``values``).
     """
     values = _backend(values).asarray(values)
     if values.ndim == 2:
@@ -253,7 +258,8 @@ def gram(k: Array, name: str = "the Gram matrix", *, kernel_rtol: Optional[float
 
     Refuses (``ValueError``) non-square or empty matrices, NaN/inf, non-floating dtypes and an
     asymmetry ``max|K − Kᵀ| > τ · max|K|``. Positive semi-definiteness is checked by the
-    factorisations (:func:`cholesky`, :func:`spectrum`), which need the eigenvalues anyway.
+    factorisations ([`cholesky`][eqntk.linalg.cholesky], [`spectrum`][eqntk.linalg.spectrum]), which need the
+    eigenvalues anyway.
 
     Args:
         k: ``(n, n)`` floating NumPy or JAX array (kept in its library and dtype).
@@ -291,13 +297,13 @@ def cholesky(k: Array, ridge: float, rtol: float, max_jitter: Optional[float] = 
              name: str = "the Gram matrix") -> tuple[Array, float]:
     """Lower Cholesky factor ``L`` of ``K + r·I`` (``L Lᵀ``) and the ridge ``r`` actually used.
 
-    ``r = ridge``, or ``ridge + jitter`` (with a :class:`JitterWarning`) when the factorisation
+    ``r = ridge``, or ``ridge + jitter`` (with a [`JitterWarning`][eqntk.linalg.JitterWarning]) when the factorisation
     of an accepted Gram needs it; see the module docstring for the jitter policy.
 
     Args:
-        k: symmetric ``(n, n)`` Gram matrix (from :func:`gram`).
+        k: symmetric ``(n, n)`` Gram matrix (from [`gram`][eqntk.linalg.gram]).
         ridge: ``>= 0``, absolute.
-        rtol: the tolerance ``τ`` (from :func:`gram` or :func:`psd_tolerance`).
+        rtol: the tolerance ``τ`` (from [`gram`][eqntk.linalg.gram] or [`psd_tolerance`][eqntk.linalg.psd_tolerance]).
         max_jitter: largest jitter tried, relative to ``max|μ|`` (default ``100 · τ``).
         name: how messages name the matrix.
 
@@ -341,7 +347,7 @@ def cholesky(k: Array, ridge: float, rtol: float, max_jitter: Optional[float] = 
 
 
 def cho_solve(chol: Array, rhs: Array) -> Array:
-    """``(L Lᵀ)⁻¹ rhs`` for the factor ``L`` ``(n, n)`` of :func:`cholesky` and ``rhs`` ``(n,)`` or ``(n, p)``."""
+    """``(L Lᵀ)⁻¹ rhs`` with ``L`` ``(n, n)`` from [`cholesky`][eqntk.linalg.cholesky], ``rhs`` ``(n, *p)``."""
     return _backend(chol).cho_solve(chol, rhs)
 
 
@@ -355,13 +361,13 @@ def spectrum(k: Array, ridge: float = 0.0, rtol: Optional[float] = None,
     """Eigendecomposition of ``K`` (rule applied, round-off negatives clipped) and spectrum of ``K + ridge·I``.
 
     Args:
-        k: symmetric ``(n, n)`` Gram matrix (from :func:`gram`).
+        k: symmetric ``(n, n)`` Gram matrix (from [`gram`][eqntk.linalg.gram]).
         ridge: ``>= 0``, absolute.
-        rtol: the tolerance ``τ`` (default :func:`psd_tolerance` of ``n`` and ``k.dtype``).
+        rtol: the tolerance ``τ`` (default [`psd_tolerance`][eqntk.linalg.psd_tolerance] of ``n`` and ``k.dtype``).
         name: how the error message names the matrix.
 
     Returns:
-        :class:`Spectrum` with ``mu (n,)``, ``lam = mu + ridge (n,)``, ``vecs (n, n)``, ascending.
+        [`Spectrum`][eqntk.linalg.Spectrum] with ``mu (n,)``, ``lam = mu + ridge (n,)``, ``vecs (n, n)``, ascending.
     """
     be = _backend(k)
     rtol = psd_tolerance(k.shape[0], k.dtype) if rtol is None else rtol
@@ -395,7 +401,7 @@ def _flow_weights(xp, lam, s, cutoff):
 
 
 def flow_weights(lam: Array, s: Array, cutoff: float) -> Array:
-    """``g(λ, s) = (1 − e^{−λ s}) / λ`` for eigenvalues ``lam (n,) >= 0`` and scaled times ``s (T,)``: ``(T, n)``.
+    """``g(λ, s) = (1 − e^{−λ s}) / λ`` for eigenvalues ``lam (n,) >= 0``, scaled times ``s (T,)``: ``(T, n)``.
 
     ``g`` is evaluated as ``s · φ(λ s)``, ``φ(x) = −expm1(−x)/x``, ``φ(0) = 1``: stable as
     ``λ s → 0`` (``g → s``). ``s = inf`` gives ``1/λ`` (kernel ridge regression), and 0 where
