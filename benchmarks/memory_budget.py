@@ -16,11 +16,17 @@ Modes:
 
 * ``--verify``: N = 4000 at budgets 0.5 / 0.25 / 0.125 / 0.0625 GB: the working memory
   (peak − baseline − 3·Gram) must stay under the budget and halve with it.
+* ``--planar``: planar networks (p4 / CNN: lift → Relu → conv → Relu → pool → Dense) on random
+  images, each (configuration, budget) in a fresh subprocess; working memory = peak RSS of the
+  kernel_fn run (VmHWM, reset after a warm-up call that compiles the tile program) − RSS before it,
+  against the budget; also the compiled tile program's ``memory_analysis()`` (temp + output bytes)
+  against the cost model's bytes for the chosen tile. Writes the ``planar`` rows.
 * default: the large run(s), N in ``--ns`` (e.g. 20000) at budgets ``--budgets`` (GB); with
   ``--store DIR`` the run is resumable (finished tiles in DIR) — its peak RSS then counts only the
   session that ran it.
 
 Usage: python benchmarks/memory_budget.py --verify
+       python benchmarks/memory_budget.py --planar
        python benchmarks/memory_budget.py --ns 5000 10000 20000 --budgets 0.25 1
 Writes benchmarks/results/memory_budget.json (merging with earlier results in it).
 """
@@ -88,6 +94,92 @@ def worker(N: int, budget_gb: float, L: int, store: str | None) -> dict:
             "store": store, "loadavg": os.getloadavg()}
 
 
+PLANAR = [  # (group, H, padding, dtype, get, N, budgets in GB)
+    ("p4", 16, "SAME", "float32", "ntk", 32, (0.125, 0.25, 0.5)),
+    ("p4", 16, "SAME", "float32", "nngp", 32, (0.125, 0.25)),
+    ("cnn", 16, "SAME", "float32", "ntk", 48, (0.0625, 0.125, 0.25)),
+    ("p4", 8, "CIRCULAR", "float64", "ntk", 64, (0.0625, 0.125)),
+    ("p4", 16, "VALID", "float32", "ntk", 32, (0.125, 0.25)),
+]
+
+
+def _hwm():
+    """Peak RSS (VmHWM) in bytes, resettable through /proc/self/clear_refs."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return _rss()
+
+
+def planar_worker(group: str, H: int, padding: str, dtype: str, get: str, N: int, budget_gb: float) -> dict:
+    import numpy as np
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from eqntk import stax
+    from eqntk.core.driver import choose_tile
+    from eqntk.core.kernel import Inputs
+
+    if group == "p4":
+        layers = [stax.Z2ConvP4(8, 3, padding), stax.Relu(), stax.P4ConvP4(8, 3, padding), stax.Relu(), stax.GroupPool()]
+    else:
+        layers = [stax.Conv(8, 3, padding), stax.Relu(), stax.Conv(8, 3, padding), stax.Relu(), stax.GlobalAvgPool()]
+    _, _, kernel_fn = stax.serial(*layers, stax.Dense(1))
+    x = np.random.default_rng(0).standard_normal((N, H, H, 3)).astype(dtype)
+    xj = jnp.asarray(x)
+    with_ntk = get == "ntk"
+    cost = jax.eval_shape(lambda a, b: kernel_fn.op(Inputs(a, b, with_ntk)), xj[:1], xj[:1]).cost
+    budget = budget_gb * GB
+    itemsize = np.dtype(dtype).itemsize
+    t1, t2 = choose_tile(N, N, cost, itemsize, budget, None)
+    predicted = itemsize * (cost.pair * t1 * t2 + cost.row * (t1 + t2))
+    ma = kernel_fn._tile_fn(with_ntk).lower(xj[:t1], xj[:t2]).compile().memory_analysis()
+    xla = None if ma is None else ma.temp_size_in_bytes + ma.output_size_in_bytes
+    # warm-up: one tile compiles and runs the tile program (and the driver's small helpers)
+    jax.block_until_ready(kernel_fn(x[:t1], get=get, memory_budget=budget, progress=False))
+    base = _current_rss()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        reset = True
+    except OSError:
+        reset = False
+    t0 = time.perf_counter()
+    K = jax.block_until_ready(kernel_fn(x, get=get, memory_budget=budget, progress=False))
+    wall = time.perf_counter() - t0
+    peak = _hwm() if reset else _rss()
+    return {"group": group, "H": H, "padding": padding, "dtype": dtype, "get": get, "N": N, "budget_gb": budget_gb,
+            "tile": [t1, t2], "cost_model": {"pair": cost.pair, "row": cost.row},
+            "predicted_tile_working_gb": predicted / GB, "xla_tile_temp_plus_output_gb": None if xla is None else xla / GB,
+            "baseline_rss_gb": base / GB, "peak_rss_gb": peak / GB, "peak_reset": reset,
+            "working_gb": (peak - base) / GB, "working_over_budget": (peak - base) / budget,
+            "xla_over_predicted": None if xla is None else xla / predicted,
+            "gram_gb": N * N * itemsize / GB, "time_s": wall, "finite": bool(np.isfinite(np.asarray(K)).all()),
+            "loadavg": os.getloadavg()}
+
+
+def run_planar(cfg, budget, timeout):
+    group, H, padding, dtype, get, N, _ = cfg
+    cmd = [sys.executable, __file__, "--planar-worker", group, str(H), padding, dtype, get, str(N), str(budget)]
+    key = {"group": group, "H": H, "padding": padding, "dtype": dtype, "get": get, "N": N, "budget_gb": budget}
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**key, "error": f"timeout after {timeout} s"}
+    if out.returncode != 0:
+        return {**key, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {group:3s} {H:2d}x{H:<2d} {padding:8s} {dtype} {get:4s} N={N:<3d} budget {budget:6.4f} GB  tile {r['tile'][0]:>3d}  "
+          f"working {r['working_gb']:.4f} GB = {r['working_over_budget']:.2f} x budget  "
+          f"(XLA tile {r['xla_tile_temp_plus_output_gb']:.4f} / model {r['predicted_tile_working_gb']:.4f} GB)  "
+          f"{r['time_s']:6.1f} s  load {r['loadavg'][0]:.1f}", flush=True)
+    return r
+
+
 def run(N, budget, L, store, timeout):
     cmd = [sys.executable, __file__, "--worker", str(N), str(budget), str(L)] + (["--store", store] if store else [])
     try:
@@ -111,6 +203,8 @@ def main():
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--store", default=None)
     p.add_argument("--verify", action="store_true")
+    p.add_argument("--planar", action="store_true")
+    p.add_argument("--planar-worker", nargs=7, help=argparse.SUPPRESS)
     p.add_argument("--ns", type=int, nargs="+", default=[20000])
     p.add_argument("--budgets", type=float, nargs="+", default=[0.25, 1.0])
     p.add_argument("--bandlimit", type=int, default=2)
@@ -121,10 +215,38 @@ def main():
         N, b, L = a.worker
         print(json.dumps(worker(int(N), float(b), int(L), a.store)))
         return
+    if a.planar_worker:
+        g, H, pad, dt, get, N, b = a.planar_worker
+        print(json.dumps(planar_worker(g, int(H), pad, dt, get, int(N), float(b))))
+        return
     res = {}
     if os.path.exists(a.out):
         with open(a.out) as f:
             res = json.load(f)
+    notes = res.get("notes", [])
+    if a.planar:
+        import jax
+
+        res["planar"] = {
+            "networks": "p4: Z2ConvP4(8, 3) → Relu → P4ConvP4(8, 3) → Relu → GroupPool → Dense(1); cnn: Conv(8, 3) → Relu "
+                        "→ Conv(8, 3) → Relu → GlobalAvgPool → Dense(1); random images, C = 3",
+            "notes": [
+                "working_gb: VmHWM of the kernel_fn run (reset via /proc/self/clear_refs after a warm-up call that "
+                "compiles the tile program) minus the RSS before it; working_over_budget = working_gb / budget.",
+                "xla_tile_temp_plus_output_gb: memory_analysis() of the compiled tile program (temp + output); "
+                "predicted_tile_working_gb: the cost model's bytes for the chosen tile.",
+                "CPU only, 2 cores shared with other jobs (loadavg per row): times are indicative only.",
+            ],
+            "jax": jax.__version__,
+            "runs": [run_planar(cfg, b, a.timeout) for cfg in PLANAR for b in cfg[-1]],
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "loadavg_at_end": os.getloadavg(),
+        }
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+        print(f"wrote {a.out}")
+        return
     if a.verify:
         rows = [run(4000, b, a.bandlimit, None, a.timeout) for b in (0.5, 0.25, 0.125, 0.0625)]
         res["verify"] = rows
@@ -139,7 +261,7 @@ def main():
         "network": "S2ConvSO3(1, L) → Erf → SO3Pool → Dense(1) on QM9 atomic environments (C=15), float32, get='ntk'",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
                     "loadavg_at_end": os.getloadavg(), "gpu": "none (CPU only)"},
-        "notes": [
+        "notes": notes or [
             "peak_rss_gb: ru_maxrss of a fresh subprocess; baseline_rss_gb: its RSS after imports, data "
             "preparation and jax.eval_shape (before kernel_fn runs).",
             "working_gb = peak − baseline − 3·Gram: the driver holds nngp and ntk on the host (N²·4 bytes "
