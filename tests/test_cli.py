@@ -10,8 +10,6 @@ import sys
 
 import pytest
 
-DIGITS_NPZ = "/work/shared/data/sklearn_digits.npz"
-
 
 def eqntk(*args, timeout=300):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -38,11 +36,11 @@ def test_qm9_tiny_run_writes_finite_results(tmp_path):
     assert "SO(3) GCNN NTK" in r.stdout and "MLP-on-signals NTK" in r.stdout
 
 
-@pytest.mark.skipif(not os.path.isfile(DIGITS_NPZ), reason="shared digits file not available")
 def test_digits_tiny_run(tmp_path):
+    # no --data: the digits shipped with eqntk (package data), no scikit-learn
     out = tmp_path / "digits"
     r = eqntk("digits", "--n-train", "10", "20", "--n-val", "10", "--n-test", "20", "--network", "cnn", "p4",
-              "--data", DIGITS_NPZ, "--out", str(out), "--no-progress")
+              "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "digits.json").read_text())
     assert (out / "digits_accuracy.png").is_file()

@@ -9,14 +9,28 @@ import pytest
 import eqntk.data as D
 
 Image = pytest.importorskip("PIL.Image")
-SHARED = Path(os.environ.get("EQNTK_SHARED_DATA", "/work/shared/data"))
 
 
-def needs_shared(name):
-    p = SHARED / name
+def shared_file(name):
+    """A file of the developers' data folder, named by the environment variable EQNTK_SHARED_DATA
+    (developer-only checks, marked slow; nothing of the fast suite needs it)."""
+    root = os.environ.get("EQNTK_SHARED_DATA")
+    if not root:
+        pytest.skip("set EQNTK_SHARED_DATA to the developers' data folder to run this check")
+    p = Path(root) / name
     if not p.exists():
-        pytest.skip(f"shared data file {name} not available")
+        pytest.skip(f"{name} not in EQNTK_SHARED_DATA={root}")
     return p
+
+
+def write_nct_like(path, n=3, seed=0):
+    """An .npz in the layout of nct_crc_he_9tiles.npz (random 224×224 RGB tiles, Pillow 32×32 thumbnails)."""
+    rng = np.random.default_rng(seed)
+    x224 = rng.integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8)
+    classes = np.array(["ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM"][:n])
+    np.savez(path, x224=x224, x32=D.resize_images(x224, 32), y=np.arange(n),
+             names=np.array([f"t{i}.tif" for i in range(n)]), classes=classes)
+    return x224
 
 
 def write_folder(root, classes=("b_tum", "a_adi", "c_str"), per_class=(3, 2, 4), size=(6, 5), mode="RGB", seed=0):
@@ -95,19 +109,20 @@ def test_npz_loader_and_bad_arrays(tmp_path):
         D.ImageSet(x, np.zeros(4, int))
 
 
-def test_nct_crc_tiles_resize_and_crops():
-    p = needs_shared("nct_crc_he_9tiles.npz")
+def test_nct_crc_tiles_resize_and_crops(tmp_path):
+    p = tmp_path / "tiles.npz"
+    x224 = write_nct_like(p)
     s = D.load_nct_crc_he_tiles(p)
-    assert s.x.shape == (9, 224, 224, 3) and s.classes[0] == "ADI" and s.y.tolist() == list(range(9))
-    # the stored 32×32 thumbnails are Pillow bilinear resizes of the tiles
-    small = D.load_nct_crc_he_tiles(p, size=32)
-    assert np.array_equal(D.resize_images(s.x, 32), small.x)
+    assert s.x.shape == (3, 224, 224, 3) and s.classes == ("ADI", "BACK", "DEB") and s.y.tolist() == [0, 1, 2]
+    assert np.array_equal(s.x, x224) and s.names == ("t0.tif", "t1.tif", "t2.tif")
+    # size=32 reads the stored thumbnails, other sizes resize the 224×224 tiles
+    assert np.array_equal(D.load_nct_crc_he_tiles(p, size=32).x, D.resize_images(s.x, 32))
     assert np.array_equal(D.load_nct_crc_he_tiles(p, size=16).x, D.resize_images(s.x, 16))
     crops, src = D.extract_crops(s.x, 32)
-    assert crops.shape == (441, 32, 32, 3) and D.crops_per_image(224, 224, 32) == 49
-    assert np.array_equal(src, np.repeat(np.arange(9), 49))
-    # crop 7·2 + 3 of tile 4 is the block at rows 64:96, columns 96:128
-    assert np.array_equal(crops[4 * 49 + 2 * 7 + 3], s.x[4, 64:96, 96:128])
+    assert crops.shape == (147, 32, 32, 3) and D.crops_per_image(224, 224, 32) == 49
+    assert np.array_equal(src, np.repeat(np.arange(3), 49))
+    # crop 7·2 + 3 of tile 1 is the block at rows 64:96, columns 96:128
+    assert np.array_equal(crops[1 * 49 + 2 * 7 + 3], s.x[1, 64:96, 96:128])
     over, _ = D.extract_crops(s.x[:1], 64, stride=32)
     assert over.shape == (36, 64, 64, 3) and np.array_equal(over[7], s.x[0, 32:96, 32:96])
     with pytest.raises(ValueError, match="exceeds"):
@@ -117,9 +132,27 @@ def test_nct_crc_tiles_resize_and_crops():
     assert np.allclose(D.resize_images(const, 4), 0.25, atol=1e-7)
 
 
+@pytest.mark.slow
+def test_real_nct_crc_tiles():
+    """Developer check of the real file (not shipped: 1 MB): nine tiles, one per class, and its stored
+    32×32 thumbnails are Pillow bilinear resizes of the tiles."""
+    p = shared_file("nct_crc_he_9tiles.npz")
+    s = D.load_nct_crc_he_tiles(p)
+    assert s.x.shape == (9, 224, 224, 3) and s.classes[0] == "ADI" and s.y.tolist() == list(range(9))
+    assert np.array_equal(D.resize_images(s.x, 32), D.load_nct_crc_he_tiles(p, size=32).x)
+
+
+def test_shipped_digits():
+    d = D.load_digits()
+    assert D.default_digits_path().stat().st_size < 100 * 1024
+    assert d.x.shape == (1797, 8, 8, 1) and d.x.dtype == np.uint8 and d.x.min() == 0 and d.x.max() == 16
+    assert d.y.shape == (1797,) and np.bincount(d.y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    # the first image of sklearn.datasets.load_digits() (a zero), row by row
+    assert d.y[0] == 0 and d.x[0, :2, :, 0].tolist() == [[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0]]
+
+
 def test_digits_rotations():
-    p = needs_shared("sklearn_digits.npz")
-    d = D.load_digits(p)
+    d = D.load_digits()
     assert d.x.shape == (1797, 8, 8, 1) and d.x.max() == 16 and d.classes == tuple("0123456789")
     x = d.x[:50].astype(np.float64)
     r1 = D.rot90_images(x, 1)

@@ -1,4 +1,5 @@
-"""SO(3) kernels against the paper authors' reference vectors (../shared/reference, keys so3_*).
+"""SO(3) kernels against the paper authors' reference vectors (tests/data/reference_vectors.npz, keys
+so3_*; provenance in tests/data/README.md).
 
 eqntk computes the continuum kernel; the authors' code evaluates σ on pairs of points of a
 Driscoll–Healy (DH) grid of SO(3) (DESIGN §2). The two differ by that grid's aliasing. These
@@ -22,6 +23,7 @@ product grid, Wigner-D matrices of the grid points) of the same discretised netw
 """
 
 import functools
+import pathlib
 
 import numpy as np
 import pytest
@@ -31,15 +33,12 @@ from eqntk.core.pointwise import AffineMap, ElementwiseMap, ErfMap, ReluMap
 from eqntk.so3.dense import DenseSO3Net, dense_kernel, dh_so3_grid
 from eqntk.so3.wigner import wigner_D_padded
 
-REF = "/work/shared/reference/reference_vectors.npz"
+REF = pathlib.Path(__file__).with_name("data") / "reference_vectors.npz"
 
 
 @pytest.fixture(scope="module")
 def ref():
-    try:
-        return dict(np.load(REF))
-    except FileNotFoundError:
-        pytest.skip(f"reference vectors not found at {REF}")
+    return dict(np.load(REF))
 
 
 def _rel(a, b):

@@ -176,7 +176,7 @@ shipped with eqntk is used (--data for other sources) and the run takes a few mi
 examples:
   eqntk qm9                                   # default learning curve N = 50, 100, 200
   eqntk qm9 --n-train 50 100 --n-test 100 --kernel so3
-  eqntk qm9 --n-train 1000 2000 --store /tmp/qm9_tiles   # long: resumable after interruption
+  eqntk qm9 --n-train 1000 2000 --store qm9_tiles   # long: resumable after interruption
 """
 
 DIGITS_HELP = """\
@@ -188,9 +188,8 @@ rot90) or by arbitrary angles (--rotation continuous). The GCNN kernels are inva
 quarter turns, the CNN's is not. Prints an accuracy table and writes digits.json and
 digits_accuracy.png to --out.
 
-The digits are not shipped with eqntk: --data takes the path of an .npz with keys X, y
-(default: /work/shared/data/sklearn_digits.npz if it exists); without it, scikit-learn's
-copy is used when scikit-learn is installed.
+Default data: the copy of scikit-learn's digits shipped with eqntk (scikit-learn is not
+needed); --data takes the path of another .npz with keys X (N, 8, 8) and y (N,).
 """
 
 
@@ -261,7 +260,8 @@ def _add_digits(sub):
                    help="convolution + ReLU blocks before the pool (each costs ~3x more)")
     q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(DEFAULT_RIDGES), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
-    q.add_argument("--data", default=None, metavar="NPZ", help="digits .npz (keys X, y)")
+    q.add_argument("--data", default=None, metavar="NPZ",
+                   help="digits .npz (keys X, y); default: the digits shipped with eqntk")
     _add_common(q, "eqntk_output/digits")
     q.set_defaults(func=cmd_digits)
 

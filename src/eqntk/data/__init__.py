@@ -12,7 +12,7 @@
 
 from .elements import QM9_ELEMENTS, atomic_number, symbol
 from .environments import EnvironmentSpec, atomic_environments, cosine_cutoff, smoothing_coefficients
-from .images import (ImageSet, crops_per_image, extract_crops, load_digits, load_image_folder,
+from .images import (ImageSet, crops_per_image, default_digits_path, extract_crops, load_digits, load_image_folder,
                      load_images_npz, load_nct_crc_he_tiles, random_rotations, resize_images,
                      rotate_images, rot90_images)
 from .molecular import molecular_kernel, molecular_kernel_fn, segment_sum_gram
@@ -26,7 +26,7 @@ __all__ = [
     "load_qm9", "read_qm9pack", "default_qm9_path", "atomization_energy", "QM9_ATOMREF", "QM9_UNITS",
     "EnvironmentSpec", "atomic_environments", "smoothing_coefficients", "cosine_cutoff",
     "molecular_kernel", "molecular_kernel_fn", "segment_sum_gram",
-    "ImageSet", "load_images_npz", "load_image_folder", "load_nct_crc_he_tiles", "load_digits",
+    "ImageSet", "load_images_npz", "load_image_folder", "load_nct_crc_he_tiles", "load_digits", "default_digits_path",
     "resize_images", "rot90_images", "rotate_images", "random_rotations", "extract_crops", "crops_per_image",
     "split_indices", "convert_energy", "HARTREE_IN_EV", "HARTREE_IN_KCAL_MOL",
     "QM9_ELEMENTS", "symbol", "atomic_number",

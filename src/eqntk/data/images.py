@@ -10,10 +10,12 @@ Rotations use NumPy (multiples of 90°, exact) and ``scipy.ndimage.rotate``
 (row 0 at the top), so ``rotate_images(x, 90) == rot90_images(x, 1)`` up to the
 interpolation's edge effects.
 
-The real sets of the shared data folder are not shipped with eqntk: their
-loaders take the file path (``nct_crc_he_9tiles.npz``: nine 224×224 tiles of
-NCT-CRC-HE-100K, Kather et al. 2018, CC-BY 4.0; ``sklearn_digits.npz``:
-scikit-learn's 1,797 8×8 digits, BSD).
+The 1,797 8×8 digits that scikit-learn bundles are shipped with eqntk
+(``sklearn_digits.npz`` next to this module, 45 KB; provenance and licences in
+``README_digits.md``): :func:`load_digits` reads them by default, scikit-learn
+is not needed. Larger real sets are not shipped; their loaders take the file
+path (e.g. ``nct_crc_he_9tiles.npz``: nine 224×224 tiles of NCT-CRC-HE-100K,
+Kather et al. 2018, CC-BY 4.0).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "load_image_folder",
     "load_nct_crc_he_tiles",
     "load_digits",
+    "default_digits_path",
     "resize_images",
     "rot90_images",
     "rotate_images",
@@ -155,22 +158,24 @@ def load_nct_crc_he_tiles(path: PathLike, size: int = 224) -> ImageSet:
     return s if size == 224 else ImageSet(resize_images(s.x, size), s.y, s.classes, s.names)
 
 
+def default_digits_path() -> Path:
+    """Path of the digits shipped with eqntk (``sklearn_digits.npz``; see ``README_digits.md`` next to it)."""
+    return Path(__file__).with_name(_DIGITS_FILE)
+
+
+_DIGITS_FILE = "sklearn_digits.npz"
+
+
 def load_digits(path: Optional[PathLike] = None) -> ImageSet:
-    """scikit-learn's 1,797 handwritten digits, ``x`` (1797, 8, 8, 1) uint8 in 0..16, ``y`` 0..9.
+    """The 1,797 handwritten 8×8 digits scikit-learn bundles, ``x`` (1797, 8, 8, 1) uint8 in 0..16, ``y`` 0..9.
 
     Args:
-        path: the shared ``sklearn_digits.npz`` (keys ``X``, ``y``); ``None`` uses
-            ``sklearn.datasets.load_digits`` when scikit-learn is installed.
+        path: an ``.npz`` with keys ``X`` (N, 8, 8) and ``y`` (N,); ``None`` reads the copy
+            shipped with eqntk (:func:`default_digits_path`; the same arrays as
+            ``sklearn.datasets.load_digits()``, which is not needed).
     """
-    if path is not None:
-        s = load_images_npz(path, "X", "y")
-        return ImageSet(s.x, s.y, tuple(str(i) for i in range(10)))
-    try:
-        from sklearn.datasets import load_digits as sk_load
-    except ImportError:
-        raise ImportError("load_digits() needs the path of sklearn_digits.npz, or scikit-learn installed") from None
-    d = sk_load()
-    return ImageSet(d.images.astype(np.uint8), d.target, tuple(str(i) for i in range(10)))
+    s = load_images_npz(default_digits_path() if path is None else path, "X", "y")
+    return ImageSet(s.x, s.y, tuple(str(i) for i in range(10)))
 
 
 def load_image_folder(root: PathLike, size: Union[int, tuple, None] = None, mode: str = "RGB",

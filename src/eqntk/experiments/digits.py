@@ -1,9 +1,8 @@
 r"""Rotated-digits classification with exact CNN, p4 and p4m NTKs.
 
-Data: scikit-learn's 1,797 handwritten digits (8×8, values 0..16, scaled to [0, 1]). They are
-not shipped with eqntk: :func:`load` takes a path (default
-``/work/shared/data/sklearn_digits.npz`` when it exists), else uses
-``sklearn.datasets.load_digits`` when scikit-learn is installed.
+Data: the 1,797 handwritten digits scikit-learn bundles (8×8, values 0..16, scaled to [0, 1]),
+shipped with eqntk (:func:`eqntk.data.default_digits_path`); :func:`load` takes another
+``.npz`` with keys ``X``, ``y`` instead.
 
 Networks (``depth`` blocks of convolution + ReLU, 3×3 filters, ``VALID`` padding, then a
 global mean and a linear readout):
@@ -33,7 +32,9 @@ from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_pr
 __all__ = ["DigitsConfig", "DEFAULT_DIGITS_PATH", "NETWORK_LABELS", "load", "network", "run", "print_summary",
            "plot_accuracy", "save"]
 
-DEFAULT_DIGITS_PATH = "/work/shared/data/sklearn_digits.npz"
+# the digits shipped with eqntk (package data; eqntk.data.default_digits_path())
+DEFAULT_DIGITS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                                   "sklearn_digits.npz")
 
 NETWORK_LABELS = {"cnn": "CNN NTK", "p4": "p4 GCNN NTK", "p4m": "p4m GCNN NTK"}
 
@@ -78,21 +79,13 @@ class DigitsConfig:
 
 
 def load(path: Optional[str] = None):
-    """The digits as an :class:`eqntk.data.ImageSet` (see the module docstring for the search order)."""
+    """The digits as an :class:`eqntk.data.ImageSet`: the ``.npz`` at ``path`` (keys ``X``, ``y``),
+    or the copy shipped with eqntk when ``path`` is ``None``."""
     from .. import data as D
 
-    if path is not None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no digits file at {path} (expected an .npz with keys X, y)")
-        return D.load_digits(path)
-    if os.path.isfile(DEFAULT_DIGITS_PATH):
-        return D.load_digits(DEFAULT_DIGITS_PATH)
-    try:
-        return D.load_digits(None)
-    except ImportError:
-        raise ImportError("the digits are not shipped with eqntk: pass --data PATH to an .npz with keys X (N, 8, 8) "
-                          "and y (N,) (e.g. numpy.savez(path, X=sklearn.datasets.load_digits().images, "
-                          "y=...target)), or pip install scikit-learn") from None
+    if path is not None and not os.path.isfile(path):
+        raise FileNotFoundError(f"no digits file at {path} (expected an .npz with keys X, y)")
+    return D.load_digits(path)
 
 
 def network(name: str, depth: int = 1, q: int = 3, padding: str = "VALID"):
