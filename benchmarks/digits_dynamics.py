@@ -51,7 +51,7 @@ def cnn(w):
 
 
 def data(n, m, seed):
-    d = load_digits("/work/shared/data/sklearn_digits.npz")
+    d = load_digits()  # the digits shipped with eqntk
     r = np.random.default_rng(seed)
     idx = r.permutation(len(d.y))
     x = np.asarray(d.x, np.float64) / 16.0

@@ -3,7 +3,8 @@
 Run from the repository root (venv active)::
 
     python benchmarks/images_experiment.py digits --n-train 50 100 200 300 --out benchmarks/results/digits_curve.json
-    python benchmarks/images_experiment.py histology --out benchmarks/results/histology_demo.json
+    python benchmarks/images_experiment.py histology --data path/to/nct_crc_he_9tiles.npz \
+        --out benchmarks/results/histology_demo.json
 
 digits: training images upright; validation and test images rotated by random multiples of 90°
 ("rot90", exact) and, separately, by uniform random angles ("continuous", bilinear). The
@@ -37,7 +38,15 @@ from eqntk.experiments import digits  # noqa: E402
 from eqntk.experiments.common import (DEFAULT_RIDGES, environment_info, fit_predict, format_table,  # noqa: E402
                                       padded_kernel, psd_tolerance, pyplot, select_ridge, write_json)
 
-NCT_PATH = "/work/shared/data/nct_crc_he_9tiles.npz"
+# The nine NCT-CRC-HE-100K tiles are not shipped (1 MB, CC-BY 4.0, Zenodo 1214456): give --data, or set
+# EQNTK_SHARED_DATA to the developers' data folder holding nct_crc_he_9tiles.npz.
+def _nct_path(arg):
+    if arg:
+        return arg
+    root = os.environ.get("EQNTK_SHARED_DATA")
+    if not root:
+        sys.exit("histology: pass --data PATH/nct_crc_he_9tiles.npz (or set EQNTK_SHARED_DATA to its folder)")
+    return os.path.join(root, "nct_crc_he_9tiles.npz")
 
 
 def _acc(p, y):
@@ -121,7 +130,7 @@ def cmd_digits(args):
 
 
 def cmd_histology(args):
-    tiles = D.load_nct_crc_he_tiles(args.data or NCT_PATH)
+    tiles = D.load_nct_crc_he_tiles(_nct_path(args.data))
     crops, src = D.extract_crops(tiles.x, 32)
     labels = tiles.y[src]
     f = args.factor
@@ -170,7 +179,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("digits")
-    d.add_argument("--data", default=None)
+    d.add_argument("--data", default=None, help="digits .npz (default: the digits shipped with eqntk)")
     d.add_argument("--n-train", type=int, nargs="+", default=[50, 100, 200, 300])
     d.add_argument("--n-val", type=int, default=50)
     d.add_argument("--n-test", type=int, default=200)
@@ -181,7 +190,7 @@ def main(argv=None):
     d.add_argument("--store", default=None)
     d.add_argument("--out", default="benchmarks/results/digits_curve.json")
     h = sub.add_parser("histology")
-    h.add_argument("--data", default=None)
+    h.add_argument("--data", default=None, help="nct_crc_he_9tiles.npz (default: in $EQNTK_SHARED_DATA)")
     h.add_argument("--factor", type=int, default=4, help="average-pool factor of the 32x32 crops")
     h.add_argument("--n-train-per-class", type=int, default=20)
     h.add_argument("--n-val-per-class", type=int, default=5)

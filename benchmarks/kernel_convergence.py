@@ -40,7 +40,7 @@ def so3_body(w, L=3):
 
 
 def digits(n=4, seed=0):
-    d = load_digits("/work/shared/data/sklearn_digits.npz")
+    d = load_digits()  # the digits shipped with eqntk
     r = np.random.default_rng(seed)
     i = r.choice(len(d.y), n, replace=False)
     x = np.asarray(d.x[i], np.float64) / 16.0

@@ -13,7 +13,7 @@ Two stages (run from the repository root, venv active):
 2. Learning curve with the chosen hyperparameters and error bars over splits::
 
        python benchmarks/qm9_experiment.py curve --bandlimit 4 --w-std 3 --pool 700 --n-test 500 \\
-           --n-train 100 200 400 600 --seeds 0 1 2 --store /tmp/eqntk_qm9_store \\
+           --n-train 100 200 400 600 --seeds 0 1 2 --store eqntk_qm9_store \\
            --out benchmarks/results/qm9_curve.json
 
    One symmetric Gram over a pool of molecules (training/validation candidates) and one
