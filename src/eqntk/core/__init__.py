@@ -2,4 +2,4 @@
 
 from .kernel import Cost, Inputs, InvariantKernel
 from .layers import KernelFn, Layer, serial
-from .pointwise import AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap
+from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, SinMap

@@ -25,9 +25,10 @@ import jax.numpy as jnp
 from .checks import check_inputs, check_int, check_real, check_std
 from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles
 from .kernel import Inputs
-from .pointwise import AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, gelu
+from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, SinMap, gelu
 
-__all__ = ["Layer", "KernelFn", "serial", "Dense", "Relu", "Erf", "Gelu", "Elementwise", "pointwise_layer",
+__all__ = ["Layer", "KernelFn", "serial", "Dense", "Relu", "ABRelu", "LeakyRelu", "Sin", "Erf", "Gelu", "Tanh",
+           "Sigmoid", "Elementwise", "pointwise_layer",
            "map_values"]
 
 _KINDS = ("nngp", "ntk")
@@ -310,6 +311,36 @@ def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) 
 def Relu() -> Layer:
     """ReLU, ``max(x, 0)`` (closed-form arc-cosine kernel)."""
     return pointwise_layer(ReluMap(), "Relu")
+
+
+def ABRelu(a: float, b: float) -> Layer:
+    """``a·min(x, 0) + b·max(x, 0)`` (closed form; neural-tangents' ``ABRelu``)."""
+    a, b = check_real("ABRelu", "a", a), check_real("ABRelu", "b", b)
+    return pointwise_layer(ABReluMap(a, b), f"ABRelu(a={a}, b={b})")
+
+
+def LeakyRelu(alpha: float) -> Layer:
+    """``max(x, 0) + alpha·min(x, 0)`` (closed form): ``ABRelu(alpha, 1)``."""
+    alpha = check_real("LeakyRelu", "alpha", alpha)
+    return pointwise_layer(ABReluMap(alpha, 1.0), f"LeakyRelu(alpha={alpha})")
+
+
+def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    """``a · sin(b x + c)`` (closed form; neural-tangents' ``Sin``)."""
+    a, b, c = (check_real("Sin", k, v) for k, v in (("a", a), ("b", b), ("c", c)))
+    return pointwise_layer(SinMap(a, b, c), f"Sin(a={a}, b={b}, c={c})")
+
+
+def Tanh(n_quadrature: int = 32) -> Layer:
+    """``tanh``; its kernel by Gauss–Hermite quadrature with ``n_quadrature²`` nodes."""
+    n = check_int("Tanh", "n_quadrature", n_quadrature)
+    return pointwise_layer(ElementwiseMap(jnp.tanh, n=n), f"Tanh(n_quadrature={n})")
+
+
+def Sigmoid(n_quadrature: int = 32) -> Layer:
+    """The logistic function ``1 / (1 + e^{−x})``; its kernel by Gauss–Hermite quadrature."""
+    n = check_int("Sigmoid", "n_quadrature", n_quadrature)
+    return pointwise_layer(ElementwiseMap(jax.nn.sigmoid, n=n), f"Sigmoid(n_quadrature={n})")
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:

@@ -27,7 +27,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-__all__ = ["PointwiseMap", "AffineMap", "ReluMap", "ErfMap", "ElementwiseMap", "gelu"]
+__all__ = ["PointwiseMap", "AffineMap", "ReluMap", "ABReluMap", "SinMap", "ErfMap", "ElementwiseMap", "gelu"]
 
 
 class PointwiseMap:
@@ -104,30 +104,83 @@ def arccos(x):
     return jnp.where(big, near, jnp.pi / 2 - jnp.sign(x) * r)
 
 
+def _relu_dual(cov12, var1, var2):
+    """``(E[relu(a) relu(b)], E[1_{a>0} 1_{b>0}])`` for ``(a, b)`` with covariance ``cov12`` and
+    variances ``var1``, ``var2``: ``((s + (π − θ) cov12) / 2π, (π − θ) / 2π)``, ``θ`` the angle
+    between them and ``s = √(var1 var2 − cov12²)`` (the arc-cosine kernels of degrees 1 and 0)."""
+    prod = var1 * var2
+    s = _safe_sqrt(prod - cov12**2)
+    root = jnp.sqrt(prod)
+    safe = jnp.where(root > 0, root, 1.0)
+    rc, rs = jnp.clip(cov12 / safe, -1.0, 1.0), jnp.clip(s / safe, 0.0, 1.0)
+    # θ = arctan2(s, cov12), vectorised; near |ρ| = 1 from s itself (as arctan2 would), so that
+    # the cancellation in s + (π − θ) cov12 stays exact for self pairs.
+    near = arcsin(rs)
+    theta = jnp.where(jnp.abs(rc) <= 0.7, arccos(rc), jnp.where(cov12 > 0, near, jnp.pi - near))
+    return (s + (jnp.pi - theta) * cov12) / (2 * jnp.pi), (jnp.pi - theta) / (2 * jnp.pi)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReluMap(PointwiseMap):
     """σ(x) = max(x, 0): arc-cosine kernel of degree 1."""
 
     def kernel(self, cov12, ntk, var1, var2):
-        prod = var1 * var2
-        s = _safe_sqrt(prod - cov12**2)
-        root = jnp.sqrt(prod)
-        safe = jnp.where(root > 0, root, 1.0)
-        rc, rs = jnp.clip(cov12 / safe, -1.0, 1.0), jnp.clip(s / safe, 0.0, 1.0)
-        # θ = arctan2(s, cov12), vectorised; near |ρ| = 1 from s itself (as arctan2 would), so that
-        # the cancellation in s + (π − θ) cov12 stays exact for self pairs.
-        near = arcsin(rs)
-        theta = jnp.where(jnp.abs(rc) <= 0.7, arccos(rc), jnp.where(cov12 > 0, near, jnp.pi - near))
-        out = (s + (jnp.pi - theta) * cov12) / (2 * jnp.pi)
-        if ntk is None:
-            return out, None
-        return out, ntk * (jnp.pi - theta) / (2 * jnp.pi)
+        out, dot = _relu_dual(cov12, var1, var2)
+        return out, (None if ntk is None else ntk * dot)
 
     def var(self, var):
         return var / 2
 
     def fn(self, x):
         return jax.nn.relu(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class ABReluMap(PointwiseMap):
+    """σ(x) = a·min(x, 0) + b·max(x, 0) = a x + (b − a) relu(x) (neural-tangents' ``ABRelu``).
+
+    With ``E[a relu(b)] = cov12 / 2``: ``E[σσ] = a b cov12 + (b − a)² K_relu`` and
+    ``E[σ'σ'] = a b + (b − a)² (π − θ)/2π``. ``LeakyRelu(α)`` is ``(a, b) = (α, 1)``.
+    """
+
+    a: float = 0.0
+    b: float = 1.0
+
+    def kernel(self, cov12, ntk, var1, var2):
+        k, dot = _relu_dual(cov12, var1, var2)
+        d2 = (self.b - self.a) ** 2
+        out = self.a * self.b * cov12 + d2 * k
+        return out, (None if ntk is None else ntk * (self.a * self.b + d2 * dot))
+
+    def var(self, var):
+        return (self.a**2 + self.b**2) / 2 * var
+
+    def fn(self, x):
+        return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SinMap(PointwiseMap):
+    """σ(x) = a · sin(b x + c) (neural-tangents' ``Sin``), closed form.
+
+    With ``E[cos(b(u ∓ v) + φ)] = cos φ · e^{−b² Var(u ∓ v)/2}``:
+    ``E[σσ] = a²/2 (e^{−b²(v1 + v2 − 2 cov12)/2} − cos 2c · e^{−b²(v1 + v2 + 2 cov12)/2})``,
+    ``E[σ'σ'] = a²b²/2 (e^{−b²(v1 + v2 − 2 cov12)/2} + cos 2c · e^{−b²(v1 + v2 + 2 cov12)/2})``.
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def kernel(self, cov12, ntk, var1, var2):
+        b2 = self.b**2
+        minus = jnp.exp(-b2 * (var1 + var2 - 2 * cov12) / 2)
+        plus = math.cos(2 * self.c) * jnp.exp(-b2 * (var1 + var2 + 2 * cov12) / 2)
+        out = self.a**2 / 2 * (minus - plus)
+        return out, (None if ntk is None else ntk * (self.a**2 * b2 / 2 * (minus + plus)))
+
+    def fn(self, x):
+        return self.a * jnp.sin(self.b * x + self.c)
 
 
 @dataclasses.dataclass(frozen=True)
