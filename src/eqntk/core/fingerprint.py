@@ -18,6 +18,9 @@ A fingerprint is a SHA-256 over a canonical JSON *description* of an object:
 * any object with a ``__fingerprint__()`` method (eqntk's ``KernelFn``; a user's callable
   class can define one): what that method returns, described in turn.
 
+Modules are identified by their name only: a function reached through a module attribute
+(``mymodule.act`` inside a lambda) is not fingerprinted by its code — edit such a helper and the
+store will not notice; pass the helper itself (``Elementwise(mymodule.act)``) or a ``name=``.
 Values are taken as they are when the fingerprint is made: a function whose closure holds a
 list that it appends to gets a new fingerprint each time the list grows (a store then refuses
 to resume: loud, never wrong).
