@@ -71,8 +71,8 @@ def test_gram_validation():
     out, rtol = linalg.gram(k, "K")
     np.testing.assert_allclose(out, k, rtol=1e-15, atol=1e-15)
     assert rtol == linalg.psd_tolerance(5, np.float64)
-    _, rtol32 = linalg.gram(k, "K", dtypes=(np.float32,))
-    assert rtol32 == linalg.psd_tolerance(5, np.float32)
+    out32, rtol32 = linalg.gram(k.astype(np.float32), "K", dtype=np.float64)  # a float32 Gram, worked in float64
+    assert out32.dtype == np.float64 and rtol32 == linalg.psd_tolerance(5, np.float32)
     asym = k + 1e-6 * np.triu(np.ones((5, 5)), 1)
     cases = [(k[:3], "square"), (np.ones(5), "square"), (np.zeros((0, 0)), "empty training set"),
              (np.where(np.eye(5) > 0, np.nan, k), "NaN or inf"), (asym, "not symmetric"),

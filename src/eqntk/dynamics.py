@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from . import linalg
+from .core.checks import check_real
 
 __all__ = ["Trajectory", "steps_for_times", "mse_loss", "train_ensemble", "kernel_gradient_descent",
            "negate_readout"]
@@ -102,13 +103,7 @@ class Trajectory:
 
 
 def _check_learning_rate(learning_rate) -> float:
-    try:
-        lr = float(learning_rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}") from None
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-    return lr
+    return check_real("eqntk.dynamics", "learning_rate", learning_rate, lo=0.0, strict=True)
 
 
 def steps_for_times(times, learning_rate: float, *, rtol: float = 1e-6) -> np.ndarray:
@@ -319,9 +314,7 @@ def kernel_gradient_descent(k_train_train, y_train, steps, k_test_train=None, *,
     kernel's relative accuracy). Returns ``(train (T, n, *out), test (T, m, *out) or None)``.
     """
     lr = _check_learning_rate(learning_rate)
-    given = np.asarray(k_train_train).dtype
-    K, rtol = linalg.gram(np.asarray(k_train_train, dtype=np.float64), "k_train_train", kernel_rtol=psd_rtol,
-                          dtypes=(given,))
+    K, rtol = linalg.gram(np.asarray(k_train_train), "k_train_train", kernel_rtol=psd_rtol, dtype=np.float64)
     n = K.shape[0]
     y = np.asarray(y_train, dtype=np.float64)
     if y.ndim == 0 or y.shape[0] != n:

@@ -253,7 +253,7 @@ def _backend(a: Array):
 
 
 def gram(k: Array, name: str = "the Gram matrix", *, kernel_rtol: Optional[float] = None,
-         dtypes: Sequence[DType] = ()) -> tuple[Array, float]:
+         dtype: Optional[DType] = None) -> tuple[Array, float]:
     """A validated, symmetrised Gram matrix ``(K + Kᵀ)/2`` ``(n, n)`` and its tolerance ``τ``.
 
     Refuses (``ValueError``) non-square or empty matrices, NaN/inf, non-floating dtypes and an
@@ -265,20 +265,24 @@ def gram(k: Array, name: str = "the Gram matrix", *, kernel_rtol: Optional[float
         k: ``(n, n)`` floating NumPy or JAX array (kept in its library and dtype).
         name: how error messages name the matrix.
         kernel_rtol: the kernel's stated relative accuracy (``psd_rtol=`` of the callers).
-        dtypes: further dtypes the Gram went through (e.g. the one it was given in, before a cast).
+        dtype: the dtype to work in (``k`` is cast to it; default: its own). The tolerance counts
+            both it and the dtype ``k`` came in (a float32 Gram cast to float64 is a float32 Gram).
 
     Returns:
-        ``(K_sym (n, n), τ)`` with ``τ = psd_tolerance(n, (k.dtype, *dtypes), kernel_rtol)``.
+        ``(K_sym (n, n), τ)`` with ``τ = psd_tolerance(n, (dtype, k.dtype), kernel_rtol)``.
     """
     be = _backend(k)
     k = be.asarray(k)
+    given = k.dtype
+    if dtype is not None and k.dtype != dtype:
+        k = k.astype(dtype)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"{name} must be a square (n, n) Gram matrix, got shape {k.shape}")
     if k.shape[0] == 0:
         raise ValueError(f"empty training set: {name} has shape {k.shape}")
     if not jnp.issubdtype(k.dtype, jnp.floating):
         raise ValueError(f"{name} must be a floating-point array, got dtype {k.dtype}")
-    rtol = psd_tolerance(k.shape[0], (k.dtype, *dtypes), kernel_rtol)
+    rtol = psd_tolerance(k.shape[0], (k.dtype, given), kernel_rtol)
     finite, scale, asym, _ = be.stats(k)
     if not finite:
         raise ValueError(f"{name} contains NaN or inf")

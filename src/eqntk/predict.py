@@ -132,7 +132,6 @@ Example
 from __future__ import annotations
 
 import collections
-import math
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
@@ -141,6 +140,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 
 from . import linalg
+from .core.checks import check_real
 from .linalg import JitterWarning
 
 __all__ = [
@@ -249,27 +249,17 @@ def _common_dtype(*arrays: Array):
     return jnp.result_type(*fdts)
 
 
-def _check_ridge(ridge: float) -> float:
-    r = float(ridge)
-    if not math.isfinite(r) or r < 0:
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
-    return r
+def _check_ridge(ridge: float, name: str = "ridge") -> float:
+    return check_real("eqntk.predict", name, ridge, lo=0.0)
 
 
 def _check_learning_rate(learning_rate: float) -> float:
-    lr = float(learning_rate)
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-    return lr
+    return check_real("eqntk.predict", "learning_rate", learning_rate, lo=0.0, strict=True)
 
 
 def _gram(k: Array, name: str, dtype, rtol: Optional[float]) -> tuple[jnp.ndarray, float]:
-    """Validated, symmetrised ``(n, n)`` Gram matrix in ``dtype`` and its tolerance (:func:`eqntk.linalg.gram`)."""
-    k = _to_jax(k)
-    given = k.dtype
-    if k.dtype != dtype:
-        k = k.astype(dtype)
-    return linalg.gram(k, name, kernel_rtol=rtol, dtypes=(given,))
+    """Validated, symmetrised ``(n, n)`` JAX Gram matrix in ``dtype`` and its tolerance (:func:`eqntk.linalg.gram`)."""
+    return linalg.gram(_to_jax(k), name, kernel_rtol=rtol, dtype=dtype)
 
 
 def _targets(y: Array, n: int, dtype) -> tuple[jnp.ndarray, tuple[int, ...]]:
@@ -670,7 +660,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, x_train: Array, y_train: 
         :class:`Gaussian` ``(mean, covariance)``; for a tuple, a named tuple with one such entry per kind.
     """
     lr = _check_learning_rate(learning_rate)
-    diag_reg = _check_ridge(diag_reg)
+    diag_reg = _check_ridge(diag_reg, "diag_reg")
     y_arr = _to_jax(y_train)
     if y_arr.ndim == 0 or y_arr.shape[0] == 0:
         raise ValueError(f"y_train must have shape (n,) or (n, k) with n >= 1, got {y_arr.shape}")

@@ -41,12 +41,6 @@ class Eigensystem(NamedTuple):
     vectors: np.ndarray
 
 
-def _check_gram(K, psd_rtol: Optional[float] = None) -> tuple[np.ndarray, float]:
-    """``(K_sym (M, M) float64, τ)``: validated by :func:`eqntk.linalg.gram` (τ from the dtype ``K`` came in)."""
-    given = np.asarray(K).dtype
-    return linalg.gram(np.asarray(K, np.float64), "the Gram matrix", kernel_rtol=psd_rtol, dtypes=(given,))
-
-
 def eigensystem(K, psd_rtol: Optional[float] = None) -> Eigensystem:
     """Operator eigenvalues ``η_k = λ_k / M`` (descending; round-off negatives clipped to 0).
 
@@ -56,7 +50,7 @@ def eigensystem(K, psd_rtol: Optional[float] = None) -> Eigensystem:
     (the rule of :mod:`eqntk.linalg`, shared with :mod:`eqntk.predict`; ``eps`` of the dtype
     ``K`` is given in); anything more negative raises ``ValueError``.
     """
-    K, rtol = _check_gram(K, psd_rtol)
+    K, rtol = linalg.gram(np.asarray(K), "the Gram matrix", kernel_rtol=psd_rtol, dtype=np.float64)
     spec = linalg.spectrum(K, 0.0, rtol)
     return Eigensystem(spec.mu[::-1] / K.shape[0], spec.vecs[:, ::-1])
 
@@ -125,7 +119,7 @@ def empirical_learning_curve(K, y, n_train, n_repeats: int = 20, ridge: float = 
     :mod:`eqntk.linalg` (Cholesky with its jitter policy for ``λ > 0``, the spectral
     pseudo-inverse for ``λ = 0``); ``psd_rtol`` as in :func:`eigensystem`.
     """
-    K, rtol = _check_gram(K, psd_rtol)
+    K, rtol = linalg.gram(np.asarray(K), "the Gram matrix", kernel_rtol=psd_rtol, dtype=np.float64)
     y = np.asarray(y, np.float64).reshape(K.shape[0], -1)
     rng = np.random.default_rng(seed)
     means, ses = [], []

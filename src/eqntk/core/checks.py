@@ -40,11 +40,14 @@ def check_int(where: str, name: str, value, lo: int = 1) -> int:
     return int(value)
 
 
-def check_real(where: str, name: str, value, *, positive: bool = False) -> float:
-    """``value`` as a finite ``float`` (``> 0`` with ``positive``)."""
-    if not _is_number(value) or not math.isfinite(float(value)) or (positive and not float(value) > 0):
-        what = "a finite number > 0" if positive else "a finite number"
-        raise ValueError(f"{where}: {name} must be {what}, got {value!r}")
+def check_real(where: str, name: str, value, *, lo: Optional[float] = None, strict: bool = False) -> float:
+    """``value`` as a finite ``float``; with ``lo``, at least ``lo`` (above it with ``strict``)."""
+    ok = _is_number(value) and math.isfinite(float(value))
+    if ok and lo is not None:
+        ok = float(value) > lo if strict else float(value) >= lo
+    if not ok:
+        bound = "" if lo is None else f" {'>' if strict else '≥'} {lo:g}"
+        raise ValueError(f"{where}: {name} must be a finite number{bound}, got {value!r}")
     return float(value)
 
 
@@ -59,14 +62,12 @@ def check_std(where: str, name: str, value, allow_none: bool = True) -> Optional
 
 def check_oversampling(where: str, value) -> float:
     """An SO(3) quadrature oversampling factor: a finite number ``≥ 1``."""
-    if not _is_number(value) or not (math.isfinite(float(value)) and float(value) >= 1.0):
-        raise ValueError(f"{where}: oversampling must be a finite number ≥ 1, got {value!r}")
-    return float(value)
+    return check_real(where, "oversampling", value, lo=1.0)
 
 
 def check_memory_budget(value) -> float:
     """A working-memory budget in bytes: a finite number ``> 0``."""
-    return check_real("kernel_fn", "memory_budget (bytes)", value, positive=True)
+    return check_real("kernel_fn", "memory_budget (bytes)", value, lo=0.0, strict=True)
 
 
 def _check_one(name: str, x) -> jnp.ndarray:

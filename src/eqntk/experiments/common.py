@@ -99,9 +99,7 @@ def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_
     """
     from .. import linalg
 
-    given = np.asarray(k_train).dtype
-    k, rtol = linalg.gram(np.asarray(k_train, dtype=np.float64), "training kernel", kernel_rtol=psd_rtol,
-                          dtypes=(given,))
+    k, rtol = linalg.gram(np.asarray(k_train), "training kernel", kernel_rtol=psd_rtol, dtype=np.float64)
     scale = float(np.mean(np.diag(k)))
     if not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"training kernel has a non-positive or non-finite mean diagonal ({scale})")
