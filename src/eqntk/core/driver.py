@@ -137,10 +137,7 @@ def evaluate_tiles(
         return [[None if (o is None or not kp) else np.asarray(o) for o, kp in zip(outs, keep)]]
 
     if store is None:
-        for s in range(0, len(jobs), step):
-            batch = jobs[s : s + step]
-            for (i, j), outs_ij in zip(batch, compute(batch)):
-                place(i, j, outs_ij)
+        _run_batches(jobs, compute, place, step)
     elif jax.process_count() > 1:
         _run_spmd(jobs, store, n_out, compute, place, step)
     else:
@@ -166,7 +163,7 @@ def _run_shared(jobs, store, n_out, compute, place, step, poll):
         batch = []
         while waiting and len(batch) < step:
             i, j = waiting.popleft()
-            saved = store.load(i, j, n_out) if store.is_done(i, j) else None
+            saved = store.load(i, j, n_out)
             if saved is not None:
                 place(i, j, saved)
                 progressed = True
@@ -202,10 +199,17 @@ def _run_spmd(jobs, store, n_out, compute, place, step):
                              f"cannot be read here (see the warning above); delete its marker "
                              f"{store._marker(i, j)!r} and re-run")
         place(i, j, saved)
-    writer = jax.process_index() == 0
-    for s in range(0, len(pending), step):
-        batch = pending[s : s + step]
+
+    def save_and_place(i, j, outs_ij):
+        store.save(i, j, outs_ij)
+        place(i, j, outs_ij)
+
+    _run_batches(pending, compute, save_and_place if jax.process_index() == 0 else place, step)
+
+
+def _run_batches(jobs, compute, done, step):
+    """Compute ``jobs`` in groups of ``step`` tiles and hand each tile's outputs to ``done(i, j, outs)``."""
+    for s in range(0, len(jobs), step):
+        batch = jobs[s : s + step]
         for (i, j), outs_ij in zip(batch, compute(batch)):
-            if writer:
-                store.save(i, j, outs_ij)
-            place(i, j, outs_ij)
+            done(i, j, outs_ij)
