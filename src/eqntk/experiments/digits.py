@@ -26,15 +26,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..data.images import default_digits_path
 from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
     psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["DigitsConfig", "DEFAULT_DIGITS_PATH", "NETWORK_LABELS", "load", "network", "run", "print_summary",
            "plot_accuracy", "save"]
 
-# the digits shipped with eqntk (package data; eqntk.data.default_digits_path())
-DEFAULT_DIGITS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
-                                   "sklearn_digits.npz")
+DEFAULT_DIGITS_PATH = str(default_digits_path())  # the digits shipped with eqntk (package data)
 
 NETWORK_LABELS = {"cnn": "CNN NTK", "p4": "p4 GCNN NTK", "p4m": "p4m GCNN NTK"}
 
