@@ -30,7 +30,14 @@ class LowPrecisionWarning(UserWarning):
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_))
+    """A real number: Python or NumPy int/float, or a 0-d NumPy/JAX array of one (bools and complex refused)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, Real):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return (getattr(value, "shape", None) == () and dtype is not None
+            and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)))
 
 
 def check_int(where: str, name: str, value, lo: int = 1) -> int:
