@@ -155,3 +155,51 @@ def test_chunking_matches_single_chunk(small, monkeypatch):
     full = D.atomic_environments(small)
     monkeypatch.setattr(E, "_MAX_PAIRS_PER_CHUNK", 50)
     assert np.array_equal(D.atomic_environments(small), full)
+
+
+@pytest.mark.parametrize("radial", ["gaussian", "bessel"])
+def test_radial_basis_equals_projection_of_real_space_density(radial):
+    """Gaussian / Bessel radial channels vs the neighbour density built on an S² grid by hand."""
+    ms = D.load_qm9()
+    mol = ms[int(np.nonzero(ms.ids == 8)[0][0])]  # gdb 8: CH3OH
+    one = MoleculeSet.from_molecules([(mol.Z, mol.R)])
+    rc, n = 3.0, 5
+    spec = D.EnvironmentSpec(bandlimit=5, cutoff=rc, radial=radial, n_radial=n, r_min=0.8, radial_width=0.4,
+                             width=0.45)
+    env = D.atomic_environments(one, spec)
+    assert env.shape == (len(mol), 25, 5 * n) and spec.n_channels == 5 * n
+    centres = 0.8 + (rc - 0.8) * np.arange(n) / (n - 1)
+    g = s2_grid(GRID_L)
+    pts = g.points()
+    for a in range(len(mol)):
+        f = np.zeros(pts.shape[:2] + (spec.n_channels,))
+        for b in range(len(mol)):
+            d = mol.R[b] - mol.R[a]
+            r = np.linalg.norm(d)
+            if b == a or r >= rc:
+                continue
+            e = spec.elements.index(mol.Z[b])
+            for k in range(n):
+                gk = np.exp(-((r - centres[k]) ** 2) / (2 * 0.4**2)) if radial == "gaussian" else \
+                    np.sin((k + 1) * np.pi * r / rc) / r
+                w = mol.Z[b] * gk * 0.5 * (1 + np.cos(np.pi * r / rc))
+                f[..., e * n + k] += w * bump_profile(pts @ (d / r), "vmf", 0.45)
+        ref = coeffs_from_s2_samples(f, GRID_L)[:25]
+        assert np.allclose(env[a], ref, atol=1e-11 * max(1.0, np.abs(ref).max()))
+        assert np.abs(ref).max() > 0.1
+    assert len(spec.channel_names) == spec.n_channels
+
+
+def test_radial_basis_spec_validation():
+    with pytest.raises(ValueError, match="radial must be"):
+        D.EnvironmentSpec(radial="spline")
+    with pytest.raises(ValueError, match="needs a cutoff"):
+        D.EnvironmentSpec(radial="bessel", cutoff=None)
+    with pytest.raises(ValueError, match="n_radial"):
+        D.EnvironmentSpec(radial="gaussian", n_radial=0)
+    with pytest.raises(ValueError, match="r_min"):
+        D.EnvironmentSpec(radial="gaussian", r_min=6.0, cutoff=5.0)
+    with pytest.raises(ValueError, match="radial_width"):
+        D.EnvironmentSpec(radial="gaussian", radial_width=-1.0)
+    mu, s = D.EnvironmentSpec(radial="gaussian", n_radial=10, r_min=0.5, cutoff=5.0).gaussian_centres
+    assert mu[0] == 0.5 and mu[-1] == 5.0 and s == pytest.approx(0.5)

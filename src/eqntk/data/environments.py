@@ -12,6 +12,27 @@ channel ``(e, p)`` (neighbour element ``e``, power ``p``) is
 so its coefficients are ``f̂_i,(e,p)[l, m] = c_l Σ_j Z_j |r_ij|^(−p) f_cut(|r_ij|) Y_lm(r̂_ij)``
 (``Z_j`` only with ``charge_weight=True``; distances in Å, so the weights are in Å^(−p)).
 
+Radial bases (``radial``): the distance weight ``|r|^(−p)`` of channel ``(e, p)`` is one choice
+of radial function ``g_k(r)``; the signal of channel ``(e, k)`` is
+``Σ_{j, Z_j = e} Z_j g_k(|r_ij|) f_cut(|r_ij|) b(x · r̂_ij)`` for
+
+* ``'powers'`` (default) — ``g_k(r) = r^(−p_k)``, one channel per entry of ``powers``;
+* ``'gaussian'`` — ``n_radial`` Gaussians ``g_k(r) = exp(−(r − μ_k)² / (2 s²))``, centres
+  ``μ_k`` evenly spaced from ``r_min`` to the cutoff, width ``s = radial_width`` (default: the
+  spacing of the centres), so that the channels of one element, taken together, resolve the
+  distance of each neighbour: their inner product ``Σ_k g_k(r) g_k(r')`` is a smooth kernel
+  in ``r − r'`` of width about ``√2 s``, and the S² signals form a neighbour density
+  resolved in direction (the bump) and in distance (the basis), as in SOAP;
+* ``'bessel'`` — ``n_radial`` spherical Bessel functions of order 0,
+  ``g_k(r) = sin(k π r / r_c) / r`` (``k = 1 … n_radial``; needs a cutoff), the orthogonal
+  basis of ``[0, r_c]`` used by DimeNet.
+
+Both take a radial scaling ``r^(−q)`` (``radial_scaling=q``), as SOAP does: without it the
+many far neighbours outweigh the few near ones.
+
+More channels cost the SO(3) kernels almost nothing: the lift contracts them into one Wigner-D
+block per degree before any grid is touched (``so3.kernel_state.LiftBase``).
+
 Smoothings (unit-mass bumps, ``c_0 = 1``; ``width`` σ in radians):
 
 * ``'vmf'`` (default) — von Mises–Fisher, ``b(t) = κ exp(κ t) / (4π sinh κ)`` with
@@ -27,7 +48,7 @@ Cutoff: ``f_cut(r) = ½ (1 + cos(π r / r_c))`` for ``r < r_c``, else 0 (smooth 
 
 Output layout: ``(n_atoms, L², C)`` float64, the input layout of ``stax.S2ConvSO3``
 (flat index ``l² + l + m``, sphericart's real harmonics, z pole). Channels are
-ordered element-major: ``c = e_index · n_powers + p_index``; with
+ordered element-major: ``c = e_index · n_radial_channels + k``; with
 ``include_center=True``, ``n_elements`` more channels follow, holding the
 one-hot element of the central atom as a uniform unit-mass signal (coefficient
 ``Z_i^{charge_weight} / √(4π)`` at ``l = 0``).
@@ -57,7 +78,10 @@ __all__ = [
     "bump_coefficients",
     "bump_profile",
     "cosine_cutoff",
+    "radial_functions",
 ]
+
+RADIAL_BASES = ("powers", "gaussian", "bessel")
 
 _MAX_PAIRS_PER_CHUNK = 1 << 19
 
@@ -69,7 +93,14 @@ class EnvironmentSpec:
     Attributes:
         bandlimit: ``L``; coefficients of degrees ``l < L`` (``L²`` per channel).
         cutoff: neighbour cutoff radius in Å (``None``: the whole molecule, no cutoff function).
-        powers: exponents ``p`` of the distance weights ``|r|^(−p)`` (one channel each per element).
+        powers: exponents ``p`` of the distance weights ``|r|^(−p)`` (one channel each per element;
+            ``radial='powers'`` only).
+        radial: the radial basis, ``'powers'``, ``'gaussian'`` or ``'bessel'`` (module docstring).
+        n_radial: number of radial functions per element (``'gaussian'``, ``'bessel'``).
+        r_min: centre of the first Gaussian in Å (``'gaussian'``).
+        radial_width: width ``s`` of the Gaussians in Å (``None``: the spacing of the centres).
+        radial_scaling: ``q ≥ 0``: the ``'gaussian'``/``'bessel'`` functions are multiplied by
+            ``r^(−q)``, so that near neighbours weigh more than the many far ones (SOAP's radial scaling).
         elements: the element set (atomic numbers or symbols), one channel group each;
             atoms of other elements raise ``ValueError`` (QM7 needs S: ``(1, 6, 7, 8, 16)``).
         smoothing: ``'vmf'`` (von Mises–Fisher) or ``'heat'`` (heat kernel).
@@ -83,6 +114,11 @@ class EnvironmentSpec:
     bandlimit: int = 8
     cutoff: Optional[float] = 5.0
     powers: Sequence[float] = (1.0, 2.0, 3.0)
+    radial: str = "powers"
+    n_radial: int = 8
+    r_min: float = 0.5
+    radial_width: Optional[float] = None
+    radial_scaling: float = 0.0
     elements: Sequence = QM9_ELEMENTS
     smoothing: str = "vmf"
     width: float = 0.5
@@ -98,6 +134,21 @@ class EnvironmentSpec:
         powers = tuple(float(p) for p in np.atleast_1d(self.powers))
         if not powers or not all(np.isfinite(powers)):
             raise ValueError(f"powers must be a non-empty sequence of finite numbers, got {self.powers!r}")
+        if self.radial not in RADIAL_BASES:
+            raise ValueError(f"radial must be one of {RADIAL_BASES}, got {self.radial!r}")
+        if self.radial != "powers":
+            if isinstance(self.n_radial, bool) or int(self.n_radial) != self.n_radial or self.n_radial < 1:
+                raise ValueError(f"n_radial must be a positive integer, got {self.n_radial!r}")
+            object.__setattr__(self, "n_radial", int(self.n_radial))
+            if self.cutoff is None:
+                raise ValueError(f"radial={self.radial!r} spans [0, cutoff]: it needs a cutoff, got None")
+        if self.radial != "powers" and not (np.isfinite(self.radial_scaling) and self.radial_scaling >= 0):
+            raise ValueError(f"radial_scaling must be a finite number >= 0, got {self.radial_scaling!r}")
+        if self.radial == "gaussian":
+            if not (np.isfinite(self.r_min) and 0 <= self.r_min < self.cutoff):
+                raise ValueError(f"r_min must be a distance in [0, cutoff) Å, got {self.r_min!r}")
+            if self.radial_width is not None and not (np.isfinite(self.radial_width) and self.radial_width > 0):
+                raise ValueError(f"radial_width must be a positive distance in Å or None, got {self.radial_width!r}")
         if self.smoothing not in ("vmf", "heat"):
             raise ValueError(f"smoothing must be 'vmf' or 'heat', got {self.smoothing!r}")
         if not (np.isfinite(self.width) and self.width > 0):
@@ -107,15 +158,34 @@ class EnvironmentSpec:
         object.__setattr__(self, "elements", canonical_elements(self.elements))
 
     @property
+    def n_radial_channels(self) -> int:
+        """Radial functions per neighbour element: ``len(powers)`` or ``n_radial``."""
+        return len(self.powers) if self.radial == "powers" else self.n_radial
+
+    @property
     def n_channels(self) -> int:
-        """``C = n_elements · n_powers (+ n_elements with include_center)``."""
-        n = len(self.elements) * len(self.powers)
+        """``C = n_elements · n_radial_channels (+ n_elements with include_center)``."""
+        n = len(self.elements) * self.n_radial_channels
         return n + (len(self.elements) if self.include_center else 0)
 
     @property
+    def gaussian_centres(self) -> np.ndarray:
+        """``(μ, s)``: the centres ``μ_k`` (n_radial,) and the width ``s`` of the ``'gaussian'`` basis, in Å."""
+        mu = np.linspace(self.r_min, self.cutoff, self.n_radial)
+        s = self.radial_width if self.radial_width is not None else (
+            (self.cutoff - self.r_min) / max(self.n_radial - 1, 1))
+        return mu, float(s)
+
+    @property
     def channel_names(self) -> list[str]:
-        """Human-readable channel labels, e.g. ``'C r^-1'``, ``'center O'``."""
-        names = [f"{symbol(e)} r^-{p:g}" for e in self.elements for p in self.powers]
+        """Human-readable channel labels, e.g. ``'C r^-1'``, ``'C g(1.2 Å)'``, ``'O j0(2)'``, ``'center O'``."""
+        if self.radial == "powers":
+            radial = [f"r^-{p:g}" for p in self.powers]
+        elif self.radial == "gaussian":
+            radial = [f"g({m:.2f} Å)" for m in self.gaussian_centres[0]]
+        else:
+            radial = [f"j0({k})" for k in range(1, self.n_radial + 1)]
+        names = [f"{symbol(e)} {g}" for e in self.elements for g in radial]
         if self.include_center:
             names += [f"center {symbol(e)}" for e in self.elements]
         return names
@@ -186,6 +256,22 @@ def cosine_cutoff(r, cutoff: Optional[float]) -> np.ndarray:
     return np.where(r < cutoff, 0.5 * (1.0 + np.cos(np.pi * np.minimum(r, cutoff) / cutoff)), 0.0)
 
 
+def radial_functions(r, spec: EnvironmentSpec) -> np.ndarray:
+    """The radial functions ``g_k(r)`` of ``spec`` (module docstring) at distances ``r`` (P,) Å → (P, K).
+
+    Without the cutoff function and the charge weight; ``K = spec.n_radial_channels``.
+    """
+    r = np.asarray(r, dtype=np.float64)[:, None]
+    if spec.radial == "powers":
+        return r ** (-np.asarray(spec.powers)[None, :])
+    scale = r ** (-spec.radial_scaling) if spec.radial_scaling else 1.0
+    if spec.radial == "gaussian":
+        mu, s = spec.gaussian_centres
+        return scale * np.exp(-0.5 * ((r - mu[None, :]) / s) ** 2)
+    k = np.arange(1, spec.n_radial + 1)[None, :]
+    return scale * np.sin(k * np.pi * r / spec.cutoff) / r
+
+
 def _chunks(counts: np.ndarray, max_pairs: int):
     """Molecule ranges ``[a, b)`` whose Σ n² stays below ``max_pairs`` (at least one molecule each)."""
     cum = np.concatenate([[0], np.cumsum(counts.astype(np.int64) ** 2)])
@@ -222,7 +308,7 @@ def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] 
                         "build one with MoleculeSet.from_molecules([(Z, R), ...])")
     spec = dataclasses.replace(spec or EnvironmentSpec(), **kwargs) if kwargs else (spec or EnvironmentSpec())
     check_elements(molecules.Z, spec.elements, where="atomic_environments")
-    L, K, E = spec.bandlimit, len(spec.powers), len(spec.elements)
+    L, K, E = spec.bandlimit, spec.n_radial_channels, len(spec.elements)
     C_nb = E * K
     counts = molecules.counts
     if not spec.allow_isolated and np.any(counts == 1):
@@ -234,7 +320,6 @@ def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] 
     lookup[list(spec.elements)] = np.arange(E)
     elem = lookup[molecules.Z]
     charge = molecules.Z.astype(np.float64) if spec.charge_weight else np.ones(molecules.n_atoms_total)
-    powers = np.asarray(spec.powers)
     cl_flat = np.repeat(smoothing_coefficients(L, spec.smoothing, spec.width), 2 * np.arange(L) + 1)
 
     out = np.zeros((molecules.n_atoms_total, L * L, spec.n_channels), dtype=dtype)
@@ -267,7 +352,7 @@ def atomic_environments(molecules: MoleculeSet, spec: Optional[EnvironmentSpec] 
                     f"atom {k} ({symbol(molecules.Z[k])}, molecule {m}, id {int(molecules.ids[m])}) has no neighbour "
                     f"within the cutoff {spec.cutoff} Å; increase the cutoff or pass allow_isolated=True")
         if i.size:
-            w = (charge[j] * cosine_cutoff(r, spec.cutoff))[:, None] * r[:, None] ** (-powers[None, :])  # (P, K)
+            w = (charge[j] * cosine_cutoff(r, spec.cutoff))[:, None] * radial_functions(r, spec)  # (P, K)
             rows = ((i - atom0) * C_nb + elem[j] * K)[:, None] + np.arange(K)[None, :]
             cols = np.broadcast_to(np.arange(i.size)[:, None], rows.shape)
             A = scipy.sparse.csr_matrix((w.ravel(), (rows.ravel(), cols.ravel())),
