@@ -1,4 +1,4 @@
-"""Closed-form dual kernels (ABRelu, LeakyRelu, Sin) and the Gauss–Hermite Tanh / Sigmoid.
+"""Closed-form dual kernels (ABRelu, LeakyRelu, Sin, Rbf) and the Gauss–Hermite Tanh / Sigmoid.
 
 Oracles: Monte Carlo over bivariate Gaussians (the definition E[σ(u)σ(v)], E[σ'(u)σ'(v)]),
 closed forms of special cases (ABRelu(0, 1) = ReLU, ABRelu(1, 1) = identity, ABRelu(−1, 1) = |x|),
@@ -83,9 +83,24 @@ def test_sin_matches_gauss_hermite():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
 
 
+def test_rbf_is_the_gaussian_kernel_of_the_preactivations():
+    """Rbf(γ): NNGP exp(−γ E(u − v)²) (the squared-exponential kernel), NTK factor 2γ times it."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 4))
+    gamma, w = 0.35, 1.3
+    k = stax.serial(stax.Dense(64, W_std=w), stax.Rbf(gamma))[2](jnp.asarray(x), get=("nngp", "ntk"))
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1) * w**2 / x.shape[1]  # E(u − v)²
+    gauss = np.exp(-gamma * d2)
+    np.testing.assert_allclose(np.asarray(k.nngp), gauss, rtol=1e-12, atol=1e-14)
+    lin = w**2 * x @ x.T / x.shape[1]  # the Dense NTK (= its NNGP, no bias)
+    np.testing.assert_allclose(np.asarray(k.ntk), lin * 2 * gamma * gauss, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="Rbf.*gamma"):
+        stax.Rbf(0.0)
+
+
 @pytest.mark.parametrize("layer", [stax.LeakyRelu(0.2), stax.ABRelu(-0.5, 1.2), stax.Sin(1.0, 1.3, 0.2),
-                                   stax.Tanh(), stax.Sigmoid()],
-                         ids=["leaky", "abrelu", "sin", "tanh", "sigmoid"])
+                                   stax.Rbf(0.4), stax.Tanh(), stax.Sigmoid()],
+                         ids=["leaky", "abrelu", "sin", "rbf", "tanh", "sigmoid"])
 def test_finite_mlps_converge_to_the_kernel(layer):
     """NNGP: the readout Dense(1, b=0.1) integrated out exactly, ``h hᵀ/n + b²`` from the width-n
     features; NTK: full empirical NTKs. Both averaged over seeds; errors shrink as 1/√(n·seeds)."""

@@ -5,14 +5,14 @@ Every layer is a triple ``(init_fn, apply_fn, kernel_fn)``; compose them with
 SO(3) layers from :mod:`eqntk.so3.layers`.
 """
 
-from .core.layers import (ABRelu, Dense, Elementwise, Erf, Gelu, KernelFn, Layer, LeakyRelu, Relu, Sigmoid, Sin,
-                          Tanh, serial)
+from .core.layers import (ABRelu, Dense, Elementwise, Erf, Gelu, KernelFn, Layer, LeakyRelu, Rbf, Relu, Sigmoid,
+                          Sin, Tanh, serial)
 from .so3.layers import S2ConvSO3, SO3ConvSO3, SO3Pool
 from .planar.layers import Conv, GlobalAvgPool, GroupPool, P2ConvP2, P4ConvP4, P4MConvP4M, Z2ConvP2, Z2ConvP4, Z2ConvP4M
 
 __all__ = [
     "serial", "Layer", "KernelFn",
-    "Dense", "Relu", "ABRelu", "LeakyRelu", "Erf", "Sin", "Gelu", "Tanh", "Sigmoid", "Elementwise",
+    "Dense", "Relu", "ABRelu", "LeakyRelu", "Erf", "Sin", "Rbf", "Gelu", "Tanh", "Sigmoid", "Elementwise",
     "S2ConvSO3", "SO3ConvSO3", "SO3Pool",
     "Z2ConvP4", "P4ConvP4", "Z2ConvP4M", "P4MConvP4M", "Z2ConvP2", "P2ConvP2", "GroupPool",
     "Conv", "GlobalAvgPool",

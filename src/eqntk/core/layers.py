@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -329,6 +330,24 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """``a · sin(b x + c)`` (closed form; neural-tangents' ``Sin``)."""
     a, b, c = (check_real("Sin", k, v) for k, v in (("a", a), ("b", b), ("c", c)))
     return pointwise_layer(SinMap(a, b, c), f"Sin(a={a}, b={b}, c={c})")
+
+
+def Rbf(gamma: float = 1.0) -> Layer:
+    """``√2 · sin(√(2γ) x + π/4)``, whose dual kernel is the Gaussian (RBF) kernel (neural-tangents' ``Rbf``).
+
+    For pre-activations ``u, v`` of variances ``q11, q22`` and covariance ``q12`` (:class:`SinMap`
+    with ``cos 2c = 0``):
+
+        E[σ(u) σ(v)]   = exp(−γ (q11 + q22 − 2 q12)) = exp(−γ E(u − v)²),
+        E[σ'(u) σ'(v)] = 2γ · exp(−γ (q11 + q22 − 2 q12)),
+
+    so after a linear layer the NNGP is ``exp(−γ W² |x − x'|² / d)`` (random Fourier features).
+    After ``S2ConvSO3`` and before ``SO3Pool`` it gives the rotation-integrated Gaussian kernel of
+    two spherical signals, ``∫ exp(−γ c |f − g·f'|²) dg`` (``c = W²/(4π C)``).
+    ``gamma`` (> 0): the inverse squared length scale, in units of the pre-activation variance.
+    """
+    gamma = check_real("Rbf", "gamma", gamma, lo=0.0, strict=True)
+    return pointwise_layer(SinMap(math.sqrt(2.0), math.sqrt(2.0 * gamma), math.pi / 4), f"Rbf(gamma={gamma})")
 
 
 def Tanh(n_quadrature: int = 32) -> Layer:
