@@ -10,7 +10,7 @@ import os
 import sys
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-LABELS = {"element_baseline": "per-element linear baseline", "so3_ntk": "SO(3) GCNN NTK",
+LABELS = {"fchl19": "FCHL19 (qmllib)", "element_baseline": "per-element linear baseline", "so3_ntk": "SO(3) GCNN NTK",
           "so3_nngp": "SO(3) GCNN NNGP", "mlp_ntk": "MLP-on-signals NTK", "mlp_nngp": "MLP-on-signals NNGP"}
 NETS = {"cnn": "CNN NTK", "p4": "p4 GCNN NTK", "p4m": "p4m GCNN NTK"}
 
@@ -32,6 +32,17 @@ def qm9_select(d):
             for r in d["results"]]
     return _md(["kernel", "powers", "L", "W_std", "SO3Pool oversampling", "ridge (rel.)", "val. MAE [meV]",
                 "min/max eigenvalue", "kernel time [s]"], rows)
+
+
+def qm9_select_rbf(d):
+    rows = []
+    for run in d["runs"]:
+        for r in run["results"]:
+            rows.append([LABELS[r["kernel"]], r["config"], f"{r['val_mae_meV']:.1f} ± {r['val_mae_se_meV']:.1f}",
+                         ", ".join(f"{v:g}" for v in sorted({s['ridge_rel'] for s in r["splits"]})),
+                         f"{r['kernel_seconds']:.0f}"])
+    return _md(["kernel", "configuration", "val. MAE [meV] (± s.e., 6 splits)", "ridges chosen", "kernel time [s]"],
+               rows)
 
 
 def qm9_curve(d):
@@ -60,13 +71,16 @@ def main():
     for name, fn in [("qm9_select.json", qm9_select), ("qm9_select_clean.json", qm9_select),
                      ("qm9_select_powers.json", qm9_select), ("qm9_curve.json", qm9_curve),
                      ("qm9_curve_large.json", qm9_curve), ("qm9_curve_osf3.json", qm9_curve),
-                     ("qm9_curve_5000.json", qm9_curve), ("digits_curve.json", images),
+                     ("qm9_curve_5000.json", qm9_curve), ("qm9_select_rbf.json", qm9_select_rbf),
+                     ("qm9_fchl19.json", qm9_curve), ("digits_curve.json", images),
                      ("digits_curve_1000.json", images), ("histology_demo.json", images)]:
         d = _load(name)
         print(f"### {name}\n")
         print(fn(d) if d else "(missing)")
         if d and "kernel_seconds" in d and isinstance(d["kernel_seconds"], dict):
             print("\nkernel seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in d["kernel_seconds"].items()))
+        if d and isinstance(d.get("seconds"), dict):
+            print("\nseconds: " + ", ".join(f"{k} {v:.0f}" for k, v in d["seconds"].items()))
         print()
 
 

@@ -1,27 +1,34 @@
-"""QM9 U0 atomization energies: MLP-on-signals NTK vs SO(3) GCNN NTK vs SO(3) GCNN NNGP.
+"""QM9 U0 atomization energies: eqntk's SO(3) GCNN NTK / NNGP vs the MLP-on-signals NTK.
 
-Two stages (run from the repository root, venv active):
+Three stages (run from the repository root, venv active):
 
-1. Hyperparameters on a validation split (no test molecules involved)::
+1. Hyperparameters on validation molecules only (the curve's test molecules are set aside)::
 
-       python benchmarks/qm9_experiment.py select --out benchmarks/results/qm9_select.json
+       python benchmarks/qm9_experiment.py --kernels so3 --data PATH/qm9_subset10k_hartree.npz select \
+           --pool 800 --n-train 400 --n-test 1000 --splits 6 \
+           --grid radial_scaling=1,2,3 gamma=0.25,0.5,1 \
+           --set radial=gaussian nonlinearity=rbf normalize=true --out benchmarks/results/qm9_select_rbf.json
 
-   For every (bandlimit, first-layer W_std) of the grid: kernels on a pool of ``--pool``
-   molecules, trained on ``--n-train`` of them, validation MAE on the rest (ridge picked on a
-   separate half of the validation molecules, MAE reported on the other half).
+   Every configuration of the ``--grid`` (the product of its value lists; ``--set`` fixes the
+   others; keys are fields of :class:`eqntk.experiments.qm9.QM9Config`): kernels on a pool of
+   ``--pool`` molecules; for each of ``--splits`` random splits of the pool, ``--n-train``
+   training molecules, the ridge picked on one half of the rest and the MAE measured on the
+   other half; mean and standard error over the splits.
 
-2. Learning curve with the chosen hyperparameters and error bars over splits::
+2. Learning curve with the chosen settings and error bars over splits::
 
-       python benchmarks/qm9_experiment.py curve --bandlimit 4 --w-std 3 --pool 700 --n-test 500 \\
-           --n-train 100 200 400 600 --seeds 0 1 2 --store eqntk_qm9_store \\
-           --out benchmarks/results/qm9_curve.json
+       python benchmarks/qm9_experiment.py curve --pool 5500 --n-test 1000 --n-val 500 \
+           --n-train 100 200 400 1000 2000 5000 --seeds 0 1 2 --set radial=gaussian ... \
+           --store eqntk_qm9_store --out benchmarks/results/qm9_curve.json
 
    One symmetric Gram over a pool of molecules (training/validation candidates) and one
    test × pool Gram, computed once with a resumable tile store (``--store``: re-running the same
    command after an interruption reuses the finished tiles). Each seed draws a validation set
-   (``--n-val``) and nested training sets from the pool; the test set is fixed. Larger pools
-   (e.g. ``--pool 6000 --n-test 1000`` for N up to 5,000) only need more time: the store makes
-   the run resumable, and tiles are independent (devices: all visible ones are used).
+   (``--n-val``) and nested training sets from the pool; the test set is fixed.
+
+3. ``spectrum``: learning-curve theory vs measured on the pool's Grams (reuses ``--store``).
+
+``qm9_fchl19.py`` runs FCHL19 (qmllib) beside the curve on the same split.
 """
 
 from __future__ import annotations
@@ -50,17 +57,26 @@ def _data(args, n_pool, n_test):
     return ms, y, test_idx, pool_idx
 
 
+def _tag(cfg) -> str:
+    """Store folder of a configuration: its environment and network settings, readable."""
+    tag = f"L{cfg.bandlimit}_w{cfg.w_std:g}_os{cfg.oversampling:g}"
+    if tuple(cfg.powers) != (1.0, 2.0, 3.0):
+        tag += "_p" + "-".join(f"{v:g}" for v in cfg.powers)
+    if cfg.radial != "powers":
+        tag += f"_{cfg.radial}{cfg.n_radial}_q{cfg.radial_scaling:g}_rmin{cfg.r_min:g}"
+    if cfg.cutoff != 5.0 or cfg.width != 0.5:
+        tag += f"_rc{cfg.cutoff:g}_width{cfg.width:g}"
+    if cfg.nonlinearity != "erf":
+        tag += f"_{cfg.nonlinearity}" + (f"{cfg.gamma:g}" if cfg.nonlinearity == "rbf" else "")
+    return tag + ("_norm" if cfg.normalize else "")
+
+
 def _grams(cfg, pool, test, dtype, store, log):
-    spec = dict(bandlimit=cfg.bandlimit, powers=tuple(cfg.powers), cutoff=cfg.cutoff, width=cfg.width)
-    x_pool = D.atomic_environments(pool, dtype=dtype, **spec)
-    x_test = None if test is None else D.atomic_environments(test, dtype=dtype, **spec)
+    x_pool, x_test = qm9.environments(cfg, pool, test, dtype)
     out = {}
     for name, (kf, shape) in qm9.networks(cfg, x_pool.shape[2]).items():
         t0 = time.perf_counter()
-        tag = f"L{cfg.bandlimit}_w{cfg.w_std:g}_os{cfg.oversampling:g}"
-        if tuple(cfg.powers) != (1.0, 2.0, 3.0):
-            tag += "_p" + "-".join(f"{v:g}" for v in cfg.powers)
-        st = None if store is None else os.path.join(store, tag, name)
+        st = None if store is None else os.path.join(store, _tag(cfg), name)
         gp = qm9.molecular_grams(kf, shape(x_pool), pool, tile=cfg.tile, progress=True, log=log,
                                  store=None if st is None else os.path.join(st, "pool"), label="pool x pool, ")
         gt = None
@@ -73,40 +89,76 @@ def _grams(cfg, pool, test, dtype, store, log):
     return out
 
 
+#: QM9Config fields a ``--grid``/``--set`` may name, with their types.
+CONFIG_FIELDS = {"bandlimit": int, "w_std": float, "oversampling": float, "radial": str, "n_radial": int,
+                 "radial_scaling": float, "r_min": float, "cutoff": float, "width": float, "nonlinearity": str,
+                 "gamma": float, "normalize": lambda v: v.lower() in ("1", "true", "yes"),
+                 "powers": lambda v: tuple(float(p) for p in v.split("/"))}
+
+
+def _parse_assignments(items, multi: bool) -> dict:
+    """``['gamma=0.5,1', 'radial=gaussian']`` → ``{'gamma': [0.5, 1.0], 'radial': ['gaussian']}`` (``multi``)."""
+    out = {}
+    for item in items or []:
+        key, _, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in CONFIG_FIELDS or not values:
+            raise SystemExit(f"bad setting {item!r}: use KEY=VALUE{'[,VALUE...]' if multi else ''} with KEY one of "
+                             f"{', '.join(CONFIG_FIELDS)} (powers: p1/p2/p3)")
+        vals = [CONFIG_FIELDS[key](v) for v in values.split(",")] if multi else CONFIG_FIELDS[key](values)
+        out[key] = vals
+    return out
+
+
+def _config(args, **overrides):
+    base = dict(bandlimit=4, w_std=1.0, oversampling=3.0)
+    base.update(_parse_assignments(getattr(args, "set", None), multi=False))
+    base.update(overrides)
+    return qm9.QM9Config(kernels=tuple(args.kernels), **base)
+
+
 def cmd_select(args):
+    """Validation MAE of every configuration of the grid, averaged over random train/validation splits."""
     ms, y, _, pool_idx = _data(args, args.pool, args.n_test)  # the test set of `curve` is set aside, never used
     pool = ms.subset(pool_idx)
     yp = y[pool_idx]
     c = qm9.element_counts(pool)
-    n_val = args.pool - args.n_train
-    tr = np.arange(n_val, args.pool)
-    v1, v2 = np.arange(n_val // 2), np.arange(n_val // 2, n_val)
+    grid = _parse_assignments(args.grid, multi=True)
+    keys = list(grid)
     rows = []
-    powers_sets = [tuple(float(v) for v in p.split(",")) for p in args.powers]
-    for powers, L, w, osf in itertools.product(powers_sets, args.bandlimits, args.w_stds, args.oversamplings):
-        kernels = tuple(args.kernels) if osf == args.oversamplings[0] else tuple(k for k in args.kernels if k == "so3")
-        if not kernels:
-            continue
-        cfg = qm9.QM9Config(bandlimit=L, w_std=w, kernels=kernels, oversampling=osf, powers=powers)
-        print(f"== distance powers {powers}, bandlimit {L}, W_std {w}, SO3Pool oversampling {osf}", flush=True)
-        for name, (gp, _, secs) in _grams(cfg, pool, None, np.float32, None, print).items():
-            base = qm9.element_baseline(c[tr], yp[tr])
-            r = yp - base(c)
+    mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+    splits = []
+    for split in range(args.splits):
+        # train / ridge-validation / validation drawn from the pool, never from the curve's test set
+        perm = np.random.default_rng(100 + split).permutation(args.pool)
+        tr, rest = perm[: args.n_train], perm[args.n_train:]
+        splits.append((tr, rest[: len(rest) // 2], rest[len(rest) // 2:]))
+    if args.fchl19:
+        rows.append(_select_fchl19(pool, yp, c, splits, args.sigmas, mae))
+    for values in itertools.product(*(grid[k] for k in keys)):
+        setting = dict(zip(keys, values))
+        cfg = _config(args, **setting)
+        cfg.validate()
+        print(f"== {_tag(cfg)}", flush=True)
+        for name, (gp, _, secs) in _grams(cfg, pool, None, np.float32, args.store, print).items():
             for kind in ("ntk", "nngp"):
                 K = gp[kind]
-                mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
-                ridge, _, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v1, tr)], r[v1], mae, DEFAULT_RIDGES,
-                                           psd_rtol=psd_tolerance("float32"))
-                _, v2_mae, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v2, tr)], r[v2], mae, [ridge],
-                                            psd_rtol=psd_tolerance("float32"))
-                lam = np.linalg.eigvalsh(K[np.ix_(tr, tr)])
-                rows.append({"kernel": f"{name}_{kind}", "powers": list(powers), "bandlimit": L, "w_std": w,
-                             "ridge_rel": ridge,
-                             "oversampling": osf if name == "so3" else None,
-                             "min_eig_rel": float(lam[0] / lam[-1]),
-                             "val_mae_meV": 1e3 * v2_mae, "kernel_seconds": secs})
-                print(f"   {name}_{kind}: val MAE {1e3 * v2_mae:.0f} meV (ridge {ridge:g}, min eig/max "
-                      f"{lam[0] / lam[-1]:.1e})", flush=True)
+                per_split = []
+                for tr, v1, v2 in splits:
+                    r = yp - qm9.element_baseline(c[tr], yp[tr])(c)
+                    ridge, _, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v1, tr)], r[v1], mae,
+                                               DEFAULT_RIDGES, psd_rtol=psd_tolerance("float32"))
+                    _, v2_mae, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v2, tr)], r[v2], mae, [ridge],
+                                                psd_rtol=psd_tolerance("float32"))
+                    per_split.append({"ridge_rel": ridge, "val_mae_meV": 1e3 * v2_mae})
+                m = [p["val_mae_meV"] for p in per_split]
+                rows.append({"kernel": f"{name}_{kind}", **{k: (list(v) if isinstance(v, tuple) else v)
+                                                           for k, v in setting.items()},
+                             "config": _tag(cfg), "val_mae_meV": float(np.mean(m)),
+                             "val_mae_se_meV": float(np.std(m, ddof=1) / np.sqrt(len(m))) if len(m) > 1 else 0.0,
+                             "splits": per_split, "kernel_seconds": secs})
+                print(f"   {name}_{kind}: val MAE {rows[-1]['val_mae_meV']:.1f} ± {rows[-1]['val_mae_se_meV']:.1f} meV "
+                      f"(ridges {sorted({p['ridge_rel'] for p in per_split})}), {secs:.0f} s", flush=True)
         write_json(args.out, {"experiment": "qm9_select", "args": vars(args), "results": rows,
                               "environment": environment_info()})
     best = {}
@@ -114,20 +166,47 @@ def cmd_select(args):
         if r["kernel"] not in best or r["val_mae_meV"] < best[r["kernel"]]["val_mae_meV"]:
             best[r["kernel"]] = r
     for k, r in best.items():
-        print(f"best {k}: powers {r.get('powers')}, bandlimit {r['bandlimit']}, W_std {r['w_std']}, "
-              f"oversampling {r['oversampling']}: "
-              f"{r['val_mae_meV']:.0f} meV")
+        print(f"best {k}: {r['config']}: {r['val_mae_meV']:.1f} ± {r['val_mae_se_meV']:.1f} meV")
     write_json(args.out, {"experiment": "qm9_select", "args": vars(args), "results": rows, "best": best,
                           "environment": environment_info()})
+
+
+def _select_fchl19(pool, yp, c, splits, sigmas, mae) -> dict:
+    """FCHL19 (qmllib) on the same splits: σ and ridge chosen on the ridge-validation half."""
+    import qm9_fchl19 as F
+
+    t0 = time.perf_counter()
+    rep, _, _ = F.fchl19_representations(pool, pool.subset(np.arange(1)), 0, sigmas, False)
+    mi = pool.molecule_index
+    G = F.local_gaussian_kernels(rep, pool.Z, mi, rep, pool.Z, mi, len(pool), len(pool), sigmas)
+    secs = time.perf_counter() - t0
+    per_split = []
+    for tr, v1, v2 in splits:
+        r = yp - qm9.element_baseline(c[tr], yp[tr])(c)
+        best = None
+        for s in sigmas:
+            K = G[s]
+            ridge, v1_mae, _ = select_ridge(K[np.ix_(tr, tr)], r[tr], K[np.ix_(v1, tr)], r[v1], mae, DEFAULT_RIDGES)
+            if best is None or v1_mae < best[0]:
+                best = (v1_mae, s, ridge)
+        _, s, ridge = best
+        _, v2_mae, _ = select_ridge(G[s][np.ix_(tr, tr)], r[tr], G[s][np.ix_(v2, tr)], r[v2], mae, [ridge])
+        per_split.append({"sigma": s, "ridge_rel": ridge, "val_mae_meV": 1e3 * v2_mae})
+    m = [p["val_mae_meV"] for p in per_split]
+    row = {"kernel": "fchl19", "config": "FCHL19 (qmllib 1.2 defaults), local Gaussian kernel",
+           "val_mae_meV": float(np.mean(m)), "val_mae_se_meV": float(np.std(m, ddof=1) / np.sqrt(len(m))),
+           "splits": per_split, "kernel_seconds": secs}
+    print(f"   fchl19: val MAE {row['val_mae_meV']:.1f} ± {row['val_mae_se_meV']:.1f} meV "
+          f"(σ {sorted({p['sigma'] for p in per_split})}), {secs:.0f} s", flush=True)
+    return row
 
 
 def cmd_curve(args):
     ms, y, test_idx, pool_idx = _data(args, args.pool, args.n_test)
     pool, test = ms.subset(pool_idx), ms.subset(test_idx)
     print(f"pool {len(pool)} molecules ({pool.n_atoms_total} atoms), test {len(test)} ({test.n_atoms_total} atoms)")
-    cfg = qm9.QM9Config(bandlimit=args.bandlimit, w_std=args.w_std, kernels=tuple(args.kernels),
-                        oversampling=args.oversampling,
-                        powers=tuple(float(v) for v in args.powers.split(",")))
+    cfg = _config(args)
+    cfg.validate()
     grams = _grams(cfg, pool, test, np.float32, args.store, print)
     yp, yt = y[pool_idx], y[test_idx]
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
@@ -168,9 +247,8 @@ def cmd_spectrum(args):
 
     ms, y, _, pool_idx = _data(args, args.pool, args.n_test)
     pool = ms.subset(pool_idx)
-    cfg = qm9.QM9Config(bandlimit=args.bandlimit, w_std=args.w_std, kernels=tuple(args.kernels),
-                        oversampling=args.oversampling,
-                        powers=tuple(float(v) for v in args.powers.split(",")))
+    cfg = _config(args)
+    cfg.validate()
     grams = _grams(cfg, pool, None, np.float32, args.store, print)
     c = qm9.element_counts(pool)
     r = y[pool_idx] - qm9.element_baseline(c, y[pool_idx])(c)  # target: the per-element baseline's residual (eV)
@@ -247,7 +325,8 @@ def main(argv=None):
     p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
     p.add_argument("--test-seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0, help="seed drawing the pool from the non-test molecules")
-    p.add_argument("--kernels", nargs="+", default=["so3", "mlp"])
+    p.add_argument("--kernels", type=lambda v: v.split(","), default=["so3", "mlp"],
+                   help="networks, comma-separated: so3,mlp (default), so3 or mlp")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("select")
     s.add_argument("--pool", type=int, default=300)
@@ -255,11 +334,15 @@ def main(argv=None):
     s.add_argument("--n-test", type=int, default=1,
                    help="test molecules set aside exactly as `curve --n-test` does (never used here): pass the "
                         "curve's value so that no test molecule can be a validation molecule")
-    s.add_argument("--bandlimits", type=int, nargs="+", default=[3, 4])
-    s.add_argument("--w-stds", type=float, nargs="+", default=[1.0, 3.0])
-    s.add_argument("--oversamplings", type=float, nargs="+", default=[2.0, 3.0])
-    s.add_argument("--powers", nargs="+", default=["1,2,3"],
-                   help="sets of distance powers p (weights Z_j r^-p), comma-separated, e.g. 1,2,3 2,4,6")
+    s.add_argument("--splits", type=int, default=6, help="random train/validation splits of the pool to average")
+    s.add_argument("--grid", nargs="+", default=["w_std=1,3"], metavar="KEY=V1,V2",
+                   help="configurations: the product of these value lists, e.g. radial=powers,gaussian gamma=0.5,1 "
+                        f"(keys: {', '.join(CONFIG_FIELDS)}; powers as p1/p2/p3)")
+    s.add_argument("--set", nargs="+", default=[], metavar="KEY=V", help="fixed settings beside the grid")
+    s.add_argument("--store", default=None, help="resumable tile store for the pool Grams")
+    s.add_argument("--fchl19", action="store_true",
+                   help="also FCHL19 (qmllib, in its own venv) on the same splits, σ chosen like the ridge")
+    s.add_argument("--sigmas", type=float, nargs="+", default=[1, 2, 4, 8, 16, 32], help="FCHL19 kernel widths")
     s.add_argument("--out", default="benchmarks/results/qm9_select.json")
     c = sub.add_parser("curve")
     c.add_argument("--pool", type=int, default=700)
@@ -267,24 +350,19 @@ def main(argv=None):
     c.add_argument("--n-val", type=int, default=100)
     c.add_argument("--n-train", type=int, nargs="+", default=[100, 200, 400, 600])
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    c.add_argument("--bandlimit", type=int, default=4)
-    c.add_argument("--w-std", type=float, default=1.0)
-    c.add_argument("--oversampling", type=float, default=2.0)
-    c.add_argument("--powers", default="1,2,3", help="distance powers p of the environments, comma-separated")
+    c.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
+                   help=f"settings (defaults bandlimit=4 w_std=1 oversampling=3; keys: {', '.join(CONFIG_FIELDS)})")
     c.add_argument("--store", default=None)
     c.add_argument("--out", default="benchmarks/results/qm9_curve.json")
     q = sub.add_parser("spectrum", help="learning-curve theory vs measured on the pool's Grams (reuses --store)")
     q.add_argument("--pool", type=int, default=700)
     q.add_argument("--n-test", type=int, default=500, help="only to draw the same pool as `curve`")
     q.add_argument("--n-train", type=int, nargs="+", default=[50, 100, 200, 400])
-    q.add_argument("--bandlimit", type=int, default=4)
-    q.add_argument("--w-std", type=float, default=1.0)
-    q.add_argument("--oversampling", type=float, default=3.0)
+    q.add_argument("--set", nargs="+", default=[], metavar="KEY=V", help="settings, as for curve")
     q.add_argument("--kinds", nargs="+", default=["ntk"])
     q.add_argument("--ridge", type=float, default=1e-5, help="ridge relative to the Gram's mean diagonal")
     q.add_argument("--repeats", type=int, default=5, help="random training sets per size")
     q.add_argument("--keep-modes", type=int, default=2000, help="modes written to the JSON")
-    q.add_argument("--powers", default="1,2,3", help="distance powers p of the environments, comma-separated")
     q.add_argument("--store", default=None)
     q.add_argument("--out", default="benchmarks/results/qm9_spectrum.json")
     args = p.parse_args(argv)

@@ -1,0 +1,56 @@
+"""Shared benchmark scaffolding: peers' own virtual environments and the machine's state.
+
+Peers (qmllib, neural-tangents, the paper authors' code) pin versions of their own; each gets a
+venv under ``benchmarks/.venvs/<name>`` made on first use, and runs in a subprocess with that
+venv's Python. They are never dependencies of eqntk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENVS = os.path.join(HERE, ".venvs")
+
+
+def peer_python(name: str, requirements: list[str], log=print) -> str:
+    """The Python of the peer venv ``name``, created with ``requirements`` if missing (idempotent).
+
+    The requirements are recorded in ``<venv>/eqntk-requirements.json``; a venv made for other
+    requirements is rebuilt.
+    """
+    root = os.path.join(VENVS, name)
+    py = os.path.join(root, "bin", "python")
+    stamp = os.path.join(root, "eqntk-requirements.json")
+    if os.path.exists(py) and os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == list(requirements):
+                return py
+    log(f"making the peer venv {root} ({' '.join(requirements)}) ...")
+    venv.EnvBuilder(with_pip=True, clear=True).create(root)
+    subprocess.run([py, "-m", "pip", "install", "-q", *requirements], check=True)
+    with open(stamp, "w") as f:
+        json.dump(list(requirements), f)
+    return py
+
+
+def run_peer(python: str, script: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``script`` (a path under benchmarks/peers) with the peer's Python; raise with its stderr on failure."""
+    res = subprocess.run([python, os.path.join(HERE, "peers", script), *map(str, args)], capture_output=True,
+                         text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"{script} failed (rc {res.returncode}):\n{res.stderr[-4000:]}")
+    return res
+
+
+def load_average() -> list[float]:
+    """``os.getloadavg()`` (1, 5, 15 min): how busy the machine was while a benchmark ran."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def python_version() -> str:
+    return sys.version.split()[0]

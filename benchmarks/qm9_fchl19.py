@@ -1,0 +1,207 @@
+"""FCHL19 (qmllib) beside eqntk's SO(3) kernels on the same QM9 split, in one run.
+
+    python benchmarks/qm9_fchl19.py --data PATH/qm9_subset10k_hartree.npz --pool 1500 --n-val 500 \\
+        --n-test 1000 --n-train 100 200 400 1000 --seeds 0 1 2 --set radial=gaussian ... \\
+        --store eqntk_qm9_store --out benchmarks/results/qm9_fchl19.json
+
+The split is that of ``qm9_experiment.py curve`` (test molecules drawn with ``--test-seed``,
+fixed; the pool from the rest with ``--split-seed``; per seed a validation set and nested
+training sets from the pool). FCHL19: qmllib 1.2 ``generate_fchl19`` with its defaults
+(elements H, C, N, O, F) in qmllib's own venv (``benchmarks/.venvs/qmllib``, made on first use),
+and the local Gaussian kernel over same-element atom pairs,
+``K(M, M') = Σ_{I∈M, J∈M', Z_I = Z_J} exp(−|x_I − x_J|² / (2σ²))`` — computed here with BLAS from
+qmllib's representations for all σ at once and checked, in the same run, against qmllib's own
+``get_local_kernel`` (max relative difference reported). σ and the ridge are chosen on the
+validation molecules for each training size; the SO(3) kernel's ridge likewise. Both curves,
+their Gram times (and optionally qmllib's own kernel time, ``--time-qmllib``) and the load
+average go into one JSON and one plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import qm9_experiment as qx  # noqa: E402
+
+import eqntk.data as D  # noqa: E402
+from eqntk.experiments import qm9  # noqa: E402
+from eqntk.experiments.common import DEFAULT_RIDGES, environment_info, psd_tolerance, write_json  # noqa: E402
+
+QMLLIB = ["qmllib==1.2.0", "numpy"]
+ELEMENTS = (1, 6, 7, 8, 9)
+
+
+def fchl19_representations(pool, test, n_check, sigmas, time_qmllib):
+    """``(rep_pool, rep_test, extras)``: FCHL19 atomic representations from qmllib's venv."""
+    py = harness.peer_python("qmllib", QMLLIB)
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(inp, Z=pool.Z, R=pool.R, offsets=pool.offsets, Z2=test.Z, R2=test.R, offsets2=test.offsets)
+        args = [inp, out, "--check", str(n_check), "--sigmas", ",".join(f"{s:g}" for s in sigmas)]
+        harness.run_peer(py, "fchl19_worker.py", *args, *(["--time-kernel"] if time_qmllib else []))
+        d = dict(np.load(out))
+    return d.pop("rep"), d.pop("rep2"), d
+
+
+def local_gaussian_kernels(X1, Z1, mol1, X2, Z2, mol2, n1, n2, sigmas, block=4096):
+    """``{σ: K}`` ``(n1, n2)``: Σ over same-element atom pairs of exp(−|x − x'|²/(2σ²)), BLAS-blocked.
+
+    ``X``: (atoms, D) representations, ``Z`` atomic numbers, ``mol`` molecule index of each atom.
+    """
+    out = {s: np.zeros((n1, n2)) for s in sigmas}
+    for e in np.intersect1d(np.unique(Z1), np.unique(Z2)):
+        a, b = np.nonzero(Z1 == e)[0], np.nonzero(Z2 == e)[0]
+        Xb = X2[b]
+        nb = np.sum(Xb**2, axis=1)
+        A2 = np.zeros((len(b), n2))
+        A2[np.arange(len(b)), mol2[b]] = 1.0
+        for i in range(0, len(a), block):
+            ai = a[i:i + block]
+            Xa = X1[ai]
+            d2 = np.maximum(np.sum(Xa**2, axis=1)[:, None] + nb[None, :] - 2 * Xa @ Xb.T, 0.0)
+            A1 = np.zeros((n1, len(ai)))
+            A1[mol1[ai], np.arange(len(ai))] = 1.0
+            for s in sigmas:
+                out[s] += A1 @ (np.exp(d2 * (-0.5 / s**2)) @ A2)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
+    p.add_argument("--test-seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--pool", type=int, default=1500)
+    p.add_argument("--n-val", type=int, default=500)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--n-train", type=int, nargs="+", default=[100, 200, 400, 1000])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 1, 2, 4, 8, 16, 32])
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
+                   help="eqntk SO(3) settings, as for qm9_experiment.py curve")
+    p.add_argument("--kernels", nargs="+", default=["so3"], help="eqntk networks beside FCHL19 (so3, mlp)")
+    p.add_argument("--check", type=int, default=40, help="molecules per set checked against qmllib's kernel")
+    p.add_argument("--time-qmllib", action="store_true", help="also time qmllib's own local kernel")
+    p.add_argument("--store", default=None)
+    p.add_argument("--out", default="benchmarks/results/qm9_fchl19.json")
+    args = p.parse_args(argv)
+
+    ms = D.load_qm9(args.data)
+    y = D.atomization_energy(ms, "U0", unit="eV")
+    test_idx, pool_idx = qm9.split_qm9(len(ms), args.pool, args.n_test, args.split_seed, args.test_seed)
+    pool, test = ms.subset(pool_idx), ms.subset(test_idx)
+    print(f"pool {len(pool)} molecules ({pool.n_atoms_total} atoms), test {len(test)} ({test.n_atoms_total} atoms), "
+          f"load average {harness.load_average()}", flush=True)
+    seconds = {}
+
+    # FCHL19
+    t0 = time.perf_counter()
+    rep_p, rep_t, extras = fchl19_representations(pool, test, args.check, args.sigmas, args.time_qmllib)
+    seconds["fchl19_representations"] = float(extras["rep_seconds"])
+    t1 = time.perf_counter()
+    mp, mt = pool.molecule_index, test.molecule_index
+    f_pool = local_gaussian_kernels(rep_p, pool.Z, mp, rep_p, pool.Z, mp, len(pool), len(pool), args.sigmas)
+    f_test = local_gaussian_kernels(rep_t, test.Z, mt, rep_p, pool.Z, mp, len(test), len(pool), args.sigmas)
+    seconds["fchl19_grams_blas_all_sigmas"] = time.perf_counter() - t1
+    if "kernel_seconds" in extras:
+        seconds["fchl19_qmllib_kernel_pool_all_sigmas"] = float(extras["kernel_seconds"])
+    n = args.check
+    cp_, ct_ = pool.subset(np.arange(n)), test.subset(np.arange(n))
+    check = local_gaussian_kernels(rep_p[: cp_.n_atoms_total], cp_.Z, cp_.molecule_index,
+                                   rep_t[: ct_.n_atoms_total], ct_.Z, ct_.molecule_index, n, n, args.sigmas)
+    # qmllib 1.2.0's get_local_kernel(X1, X2, ...) hands back the transpose of its documented (N1, N2) matrix
+    # (its Fortran fills kernel(b, a)): compare with that, and stop if the two kernels differ
+    check_err = max(float(np.max(np.abs(check[s] - extras[f"check_{s:g}"].T)) / np.max(np.abs(extras[f"check_{s:g}"])))
+                    for s in args.sigmas)
+    if not check_err < 1e-10:
+        raise SystemExit(f"the BLAS local kernel differs from qmllib's by {check_err:.1e} (relative): not FCHL19's kernel")
+    print(f"FCHL19: representations {seconds['fchl19_representations']:.1f} s, Grams (BLAS, {len(args.sigmas)} σ) "
+          f"{seconds['fchl19_grams_blas_all_sigmas']:.1f} s; max relative difference to qmllib's kernel "
+          f"{check_err:.1e}", flush=True)
+
+    # eqntk
+    qargs = argparse.Namespace(set=args.set, kernels=args.kernels)
+    cfg = qx._config(qargs)
+    cfg.validate()
+    t0 = time.perf_counter()
+    grams = qx._grams(cfg, pool, test, np.float32, args.store, print)
+    seconds.update({f"eqntk_{k}_grams": v[2] for k, v in grams.items()})
+    print(f"eqntk: {qx._tag(cfg)}: " + ", ".join(f"{k} {v[2]:.1f} s" for k, v in grams.items()), flush=True)
+
+    yp, yt = y[pool_idx], y[test_idx]
+    cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
+    per_seed = []
+    for seed in args.seeds:
+        perm = np.random.default_rng(1000 + seed).permutation(len(pool))
+        val, train = perm[: args.n_val], perm[args.n_val:]
+        rows = qm9.baseline_rows(yp, yt, cp, ct, train, args.n_train)
+        for name, (gp, gt, _) in grams.items():
+            rows += qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, name,
+                                       psd_tolerance("float32"))
+        by_sigma = {s: qm9.evaluate_curve({"ntk": f_pool[s], "nngp": f_pool[s]}, {"ntk": f_test[s], "nngp": f_test[s]},
+                                          yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, "fchl19")
+                    for s in args.sigmas}
+        for n_tr in args.n_train:  # σ chosen on the validation molecules
+            cands = [(s, r) for s in args.sigmas for r in by_sigma[s] if r["n_train"] == n_tr and r["kernel"] == "fchl19_ntk"]
+            s, r = min(cands, key=lambda sr: sr[1]["val_mae_meV"])
+            rows.append({**r, "kernel": "fchl19", "sigma": s})
+        for r in rows:
+            r["seed"] = seed
+        per_seed += rows
+    summary = []
+    for k in sorted({r["kernel"] for r in per_seed}):
+        for n_tr in args.n_train:
+            rs = [r for r in per_seed if r["kernel"] == k and r["n_train"] == n_tr]
+            m = [r["mae_meV"] for r in rs]
+            summary.append({"kernel": k, "n_train": n_tr, "mae_meV": float(np.mean(m)),
+                            "mae_std_meV": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0,
+                            "rmse_meV": float(np.mean([r["rmse_meV"] for r in rs])), "n_splits": len(rs),
+                            **({"sigmas": [r["sigma"] for r in rs]} if k == "fchl19" else {})})
+    result = {"experiment": "qm9_fchl19", "args": vars(args), "eqntk_config": qx._tag(cfg),
+              "results": summary, "per_seed": per_seed, "seconds": seconds,
+              "fchl19_check_max_rel_diff_vs_qmllib": check_err, "load_average_end": harness.load_average(),
+              "n_atoms": {"pool": int(pool.n_atoms_total), "test": int(test.n_atoms_total)},
+              "environment": environment_info()}
+    write_json(args.out, result)
+    labels = {"fchl19": "FCHL19 (qmllib)", "element_baseline": "per-element linear baseline", **qm9.KERNEL_LABELS}
+    ns = args.n_train
+    print("test MAE [meV] (mean ± std over splits)")
+    print(f"{'kernel':32s}" + "".join(f"{'N=' + str(n):>14s}" for n in ns))
+    for k in [k for k in labels if any(r["kernel"] == k for r in summary)]:
+        cells = [next(r for r in summary if r["kernel"] == k and r["n_train"] == n) for n in ns]
+        print(f"{labels[k]:32s}" + "".join(f"{c['mae_meV']:9.1f} ± {c['mae_std_meV']:3.0f}" for c in cells))
+    png = os.path.splitext(args.out)[0] + ".png"
+    _plot(result, labels, png)
+    print(f"wrote {args.out} and {png}")
+
+
+def _plot(result, labels, png):
+    from eqntk.experiments.common import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for k, lab in labels.items():
+        rs = sorted((r for r in result["results"] if r["kernel"] == k), key=lambda r: r["n_train"])
+        if not rs:
+            continue
+        ax.errorbar([r["n_train"] for r in rs], [r["mae_meV"] for r in rs], yerr=[r["mae_std_meV"] for r in rs],
+                    marker="o", capsize=3, ls="--" if k in ("fchl19", "element_baseline") else "-", label=lab)
+    ax.set(xscale="log", yscale="log", xlabel="training molecules N", ylabel="test MAE [meV]",
+           title=f"QM9 U0 atomization energy: eqntk vs FCHL19 ({result['n_atoms']['test']} test atoms)")
+    save_figure(fig, ax, png)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
