@@ -1,0 +1,58 @@
+"""The QM9 experiment's networks and settings.
+
+Oracles: the rotation-integrated Gaussian kernel ``∫ exp(−γ c |f − D(g) f'|²) dg`` by Monte
+Carlo over Haar-random rotations (rotate_coeffs, no quadrature grid), for the selected network
+S2ConvSO3 → Rbf → SO3Pool → Dense; the normalisation's defining property; refused settings.
+"""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+import eqntk.data as D
+from eqntk import stax
+from eqntk.experiments import qm9
+from eqntk.so3.wigner import random_rotation, rotate_coeffs
+
+
+def test_so3_rbf_network_is_the_rotation_integrated_gaussian_kernel():
+    L, C, gamma, w = 3, 2, 0.4, 1.3
+    x = np.random.default_rng(0).normal(size=(3, L * L, C)) * 0.6
+    k = stax.serial(stax.S2ConvSO3(8, L, W_std=w), stax.Rbf(gamma), stax.SO3Pool(oversampling=4),
+                    stax.Dense(1))[2](jnp.asarray(x), get=("nngp", "ntk"))
+    c = w**2 / (4 * np.pi * C)  # the lift: ψ(g) = c Σ_l f̂_lᵀ D^l(g) f̂'_l
+    n = 40_000
+    a, b, g = random_rotation(jax.random.PRNGKey(1), (n,), dtype=np.float64)
+    for i in range(3):
+        for j in range(3):
+            rot = np.asarray(rotate_coeffs(jnp.asarray(x[j])[None], a, b, g))  # (n, L², C)
+            psi = c * np.einsum("kc,nkc->n", x[i], rot)
+            e = np.exp(-gamma * c * np.sum((x[i][None] - rot) ** 2, axis=(1, 2)))
+            nngp = e  # Dense(1, W=1) after the pool: K = ∫ Rbf(ψ) dg
+            ntk = e + 2 * gamma * psi * e  # + W² ∫ Θ_rbf, Θ_rbf = ψ · 2γ e (first-layer NTK = ψ)
+            for got, s in ((k.nngp[i, j], nngp), (k.ntk[i, j], ntk)):
+                se = s.std() / np.sqrt(n)
+                assert abs(float(got) - s.mean()) < 5 * se + 1e-9, (i, j, float(got), s.mean(), se)
+
+
+def test_normalize_gives_unit_mean_lift_variance_from_the_pool_only():
+    ms = D.load_qm9()
+    pool, test = ms.subset(np.arange(30)), ms.subset(np.arange(30, 45))
+    raw = qm9.QM9Config(bandlimit=3, normalize=False)
+    cfg = qm9.QM9Config(bandlimit=3, normalize=True)
+    xp, xt = qm9.environments(cfg, pool, test, np.float64)
+    rp, rt = qm9.environments(raw, pool, test, np.float64)
+    f = rp.reshape(len(rp), -1)
+    var = np.mean(np.sum(f**2, axis=1)) / (4 * np.pi * rp.shape[2])
+    np.testing.assert_allclose(qm9.lift_variance(xp), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(xp, rp / np.sqrt(var), rtol=1e-12)
+    np.testing.assert_allclose(xt, rt / np.sqrt(var), rtol=1e-12)  # the pool's factor, not the test set's own
+
+
+@pytest.mark.parametrize("field,value,match", [("nonlinearity", "tanh", "nonlinearity"), ("gamma", 0.0, "gamma"),
+                                               ("radial", "spline", "radial"), ("n_radial", 0, "n_radial")])
+def test_bad_settings_are_refused_before_any_data_is_loaded(field, value, match):
+    cfg = qm9.QM9Config(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        cfg.validate()
