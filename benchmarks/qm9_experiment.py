@@ -111,7 +111,7 @@ def _parse_assignments(items, multi: bool) -> dict:
 
 
 def _config(args, **overrides):
-    base = dict(bandlimit=4, w_std=1.0, oversampling=3.0)
+    base = dict(bandlimit=4, w_std=1.0, oversampling=3.0)  # oversampling 3: the recorded runs; --set oversampling=4
     base.update(_parse_assignments(getattr(args, "set", None), multi=False))
     base.update(overrides)
     return qm9.QM9Config(kernels=tuple(args.kernels), **base)
