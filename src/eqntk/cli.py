@@ -62,30 +62,28 @@ def _positive_int(name):
     return f
 
 
-def _nonneg_float(name):
+def _finite_float(name, positive: bool):
+    """A finite float ``>= 0`` (``> 0`` with ``positive``); the message names the bound."""
+    bound = "> 0" if positive else ">= 0"
+
     def f(s):
         try:
             v = float(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not (v >= 0 and v < float("inf")):
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {s!r}")
+        if not ((v > 0 if positive else v >= 0) and v < float("inf")):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number {bound}, got {s!r}")
         return v
 
     return f
+
+
+def _nonneg_float(name):
+    return _finite_float(name, positive=False)
 
 
 def _positive_float(name):
-    def f(s):
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not (v > 0 and v < float("inf")):
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {s!r}")
-        return v
-
-    return f
+    return _finite_float(name, positive=True)
 
 
 def _run_experiment(module, cfg, out_dir: str, stem: str) -> int:
