@@ -1,8 +1,9 @@
 """Shared benchmark scaffolding: peers' own virtual environments and the machine's state.
 
 Peers (qmllib, neural-tangents, the paper authors' code) pin versions of their own; each gets a
-venv under ``benchmarks/.venvs/<name>`` made on first use, and runs in a subprocess with that
-venv's Python. They are never dependencies of eqntk.
+venv under ``$EQNTK_PEER_VENVS/<name>`` (default ``~/.cache/eqntk/peer-venvs/<name>``, outside
+the repository) made on first use, and runs in a subprocess with that venv's Python. They are
+never dependencies of eqntk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VENVS = os.path.join(HERE, ".venvs")
+VENVS = os.environ.get("EQNTK_PEER_VENVS") or os.path.join(os.path.expanduser("~"), ".cache", "eqntk", "peer-venvs")
 
 
 def peer_python(name: str, requirements: list[str], log=print) -> str:

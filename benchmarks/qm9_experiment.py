@@ -201,6 +201,37 @@ def _select_fchl19(pool, yp, c, splits, sigmas, mae) -> dict:
     return row
 
 
+def seed_rows(grams, yp, yt, cp, ct, seed, n_val, n_train):
+    """One split of the curve: ``(rows, val, train)``, rows for the baseline and every network of ``grams``.
+
+    The split: a permutation of the pool drawn with ``1000 + seed``; its first ``n_val`` are the
+    validation molecules, the rest the nested training sets.
+    """
+    perm = np.random.default_rng(1000 + seed).permutation(len(yp))
+    val, train = perm[:n_val], perm[n_val:]
+    rows = qm9.baseline_rows(yp, yt, cp, ct, train, n_train)
+    for name, (gp, gt, _) in grams.items():
+        rows += qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, n_train, DEFAULT_RIDGES, name,
+                                   psd_tolerance("float32"))
+    for r in rows:
+        r["seed"] = seed
+    return rows, val, train
+
+
+def summarize(per_seed, n_train) -> list:
+    """Mean and standard deviation over splits of each (kernel, N); FCHL19 rows keep their chosen σ's."""
+    summary = []
+    for k in sorted({r["kernel"] for r in per_seed}):
+        for n in n_train:
+            rs = [r for r in per_seed if r["kernel"] == k and r["n_train"] == n]
+            m = [r["mae_meV"] for r in rs]
+            summary.append({"kernel": k, "n_train": n, "mae_meV": float(np.mean(m)),
+                            "mae_std_meV": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0,
+                            "rmse_meV": float(np.mean([r["rmse_meV"] for r in rs])), "n_splits": len(rs),
+                            **({"sigmas": [r["sigma"] for r in rs]} if "sigma" in rs[0] else {})})
+    return summary
+
+
 def cmd_curve(args):
     ms, y, test_idx, pool_idx = _data(args, args.pool, args.n_test)
     pool, test = ms.subset(pool_idx), ms.subset(test_idx)
@@ -212,22 +243,8 @@ def cmd_curve(args):
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
     per_seed = []
     for seed in args.seeds:
-        perm = np.random.default_rng(1000 + seed).permutation(len(pool))
-        val, train = perm[: args.n_val], perm[args.n_val:]
-        rows = qm9.baseline_rows(yp, yt, cp, ct, train, args.n_train)
-        for name, (gp, gt, _) in grams.items():
-            rows += qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, name,
-                                       psd_tolerance("float32"))
-        for r in rows:
-            r["seed"] = seed
-        per_seed += rows
-    summary = []
-    for k in sorted({r["kernel"] for r in per_seed}):
-        for n in args.n_train:
-            rs = [r for r in per_seed if r["kernel"] == k and r["n_train"] == n]
-            summary.append({"kernel": k, "n_train": n, "mae_meV": float(np.mean([r["mae_meV"] for r in rs])),
-                            "mae_std_meV": float(np.std([r["mae_meV"] for r in rs], ddof=1)) if len(rs) > 1 else 0.0,
-                            "rmse_meV": float(np.mean([r["rmse_meV"] for r in rs])), "n_splits": len(rs)})
+        per_seed += seed_rows(grams, yp, yt, cp, ct, seed, args.n_val, args.n_train)[0]
+    summary = summarize(per_seed, args.n_train)
     result = {"experiment": "qm9_curve", "args": vars(args), "config": {"target": "U0", **vars(args)},
               "results": summary, "per_seed": per_seed,
               "kernel_seconds": {k: v[2] for k, v in grams.items()},

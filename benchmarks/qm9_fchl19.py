@@ -7,7 +7,7 @@
 The split is that of ``qm9_experiment.py curve`` (test molecules drawn with ``--test-seed``,
 fixed; the pool from the rest with ``--split-seed``; per seed a validation set and nested
 training sets from the pool). FCHL19: qmllib 1.2 ``generate_fchl19`` with its defaults
-(elements H, C, N, O, F) in qmllib's own venv (``benchmarks/.venvs/qmllib``, made on first use),
+(elements H, C, N, O, F) in qmllib's own venv (made on first use by ``benchmarks/harness.py``),
 and the local Gaussian kernel over same-element atom pairs,
 ``K(M, M') = Σ_{I∈M, J∈M', Z_I = Z_J} exp(−|x_I − x_J|² / (2σ²))`` — computed here with BLAS from
 qmllib's representations for all σ at once and checked, in the same run, against qmllib's own
@@ -144,31 +144,16 @@ def main(argv=None):
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
     per_seed = []
     for seed in args.seeds:
-        perm = np.random.default_rng(1000 + seed).permutation(len(pool))
-        val, train = perm[: args.n_val], perm[args.n_val:]
-        rows = qm9.baseline_rows(yp, yt, cp, ct, train, args.n_train)
-        for name, (gp, gt, _) in grams.items():
-            rows += qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, name,
-                                       psd_tolerance("float32"))
+        rows, val, train = qx.seed_rows(grams, yp, yt, cp, ct, seed, args.n_val, args.n_train)
         by_sigma = {s: qm9.evaluate_curve({"ntk": f_pool[s], "nngp": f_pool[s]}, {"ntk": f_test[s], "nngp": f_test[s]},
                                           yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, "fchl19")
                     for s in args.sigmas}
         for n_tr in args.n_train:  # σ chosen on the validation molecules
             cands = [(s, r) for s in args.sigmas for r in by_sigma[s] if r["n_train"] == n_tr and r["kernel"] == "fchl19_ntk"]
             s, r = min(cands, key=lambda sr: sr[1]["val_mae_meV"])
-            rows.append({**r, "kernel": "fchl19", "sigma": s})
-        for r in rows:
-            r["seed"] = seed
+            rows.append({**r, "kernel": "fchl19", "sigma": s, "seed": seed})
         per_seed += rows
-    summary = []
-    for k in sorted({r["kernel"] for r in per_seed}):
-        for n_tr in args.n_train:
-            rs = [r for r in per_seed if r["kernel"] == k and r["n_train"] == n_tr]
-            m = [r["mae_meV"] for r in rs]
-            summary.append({"kernel": k, "n_train": n_tr, "mae_meV": float(np.mean(m)),
-                            "mae_std_meV": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0,
-                            "rmse_meV": float(np.mean([r["rmse_meV"] for r in rs])), "n_splits": len(rs),
-                            **({"sigmas": [r["sigma"] for r in rs]} if k == "fchl19" else {})})
+    summary = qx.summarize(per_seed, args.n_train)
     result = {"experiment": "qm9_fchl19", "args": vars(args), "eqntk_config": qx._tag(cfg),
               "results": summary, "per_seed": per_seed, "seconds": seconds,
               "fchl19_check_max_rel_diff_vs_qmllib": check_err, "load_average_end": harness.load_average(),
