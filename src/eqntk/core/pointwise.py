@@ -174,8 +174,11 @@ class SinMap(PointwiseMap):
 
     def kernel(self, cov12, ntk, var1, var2):
         b2 = self.b**2
-        minus = jnp.exp(-b2 * (var1 + var2 - 2 * cov12) / 2)
-        plus = math.cos(2 * self.c) * jnp.exp(-b2 * (var1 + var2 + 2 * cov12) / 2)
+        minus = jnp.exp(-b2 * (var1 + var2 - 2 * cov12) / 2)  # ≤ 1: never overflows
+        cos2c = math.cos(2 * self.c)
+        if abs(cos2c) < 1e-15:  # c = π/4 + kπ/2 (Rbf): the second term vanishes (cos(π/2) is 6e-17 in floats)
+            return self.a**2 / 2 * minus, (None if ntk is None else ntk * (self.a**2 * b2 / 2 * minus))
+        plus = cos2c * jnp.exp(-b2 * (var1 + var2 + 2 * cov12) / 2)
         out = self.a**2 / 2 * (minus - plus)
         return out, (None if ntk is None else ntk * (self.a**2 * b2 / 2 * (minus + plus)))
 

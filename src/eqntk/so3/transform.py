@@ -264,6 +264,16 @@ class SlicePlan:
 
     def analyser(self, dtype):
         """``(xs, f, finish)``: ``f(values, x_b)`` → partial; ``finish(stacked)`` → blocks (..., L, P, P)."""
+        if self.L == 1:
+            # the mean over SO(3) (a pool): D^0 = 1, so each slice is a weighted sum — a reduction
+            # that fuses with the pointwise maps before it, not a (n_alpha·n_gamma, 1) matrix product
+            g = so3_grid(self.grid_bandlimit)
+            w = jnp.asarray(g.beta_weights / (g.alpha.size * g.gamma.size), dtype)
+
+            def mean(values, w_b):
+                return (w_b * jnp.sum(values, axis=(-2, -1)))[..., None, None, None]
+
+            return w, mean, lambda stacked: jnp.sum(stacked, axis=0)
         if self.dense:
             from .wigner import pad_blocks
 
