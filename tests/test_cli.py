@@ -36,6 +36,22 @@ def test_qm9_tiny_run_writes_finite_results(tmp_path):
     assert "SO(3) GCNN NTK" in r.stdout and "MLP-on-signals NTK" in r.stdout
 
 
+def test_qm9_landmarks_run(tmp_path):
+    out = tmp_path / "qm9"
+    r = eqntk("qm9", "--n-train", "12", "24", "--n-val", "8", "--n-test", "8", "--bandlimit", "2", "--kernel", "mlp",
+              "--landmarks", "60", "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "qm9.json").read_text())
+    assert res["config"]["landmarks"] == 60
+    rows = [row for row in res["results"] if row["kernel"] != "element_baseline"]
+    assert {row["kernel"] for row in rows} == {"mlp_ntk", "mlp_nngp"}
+    for row in rows:
+        assert row["landmarks"] == 60 and 1 <= row["rank"] <= 60 and math.isfinite(row["mae_meV"])
+    r = eqntk("qm9", "--n-train", "3", "--n-val", "2", "--n-test", "2", "--landmarks", "5000", "--kernel", "mlp",
+              "--out", str(tmp_path / "big"), timeout=120)
+    assert r.returncode == 2 and "exceeds the" in r.stderr
+
+
 def test_digits_tiny_run(tmp_path):
     # no --data: the digits shipped with eqntk (package data), no scikit-learn
     out = tmp_path / "digits"
@@ -55,6 +71,7 @@ def test_digits_tiny_run(tmp_path):
     (["qm9", "--n-train", "ten"], "--n-train must be a positive integer"),
     (["qm9", "--kernel", "rbf"], "invalid choice: 'rbf'"),
     (["qm9", "--ridge", "-1"], "--ridge must be a finite number >= 0"),
+    (["qm9", "--landmarks", "0"], "--landmarks must be a positive integer"),
     (["digits", "--network", "resnet"], "invalid choice: 'resnet'"),
 ])
 def test_bad_arguments_exit_nonzero_with_message(args, message):

@@ -56,3 +56,28 @@ def test_bad_settings_are_refused_before_any_data_is_loaded(field, value, match)
     cfg = qm9.QM9Config(**{field: value})
     with pytest.raises(ValueError, match=match):
         cfg.validate()
+
+
+def test_landmark_run_with_every_training_atom_equals_the_exact_run():
+    """Landmarks = all training atoms: k(test, train), k(val, train), k(train, train) are exact
+    Nyström entries, so every row of the curve must equal the exact kernel regression's — to
+    round-off for the MLP (an exactly PSD closed form), to the SO3Pool quadrature's effect for the
+    SO(3) net (its atom Gram is PSD only to ~1e-5, and the clipped eigenvalues perturb K_mm⁺)."""
+    ms = D.load_qm9()
+    kw = dict(n_train=(6, 12), n_val=6, n_test=6, bandlimit=2, kernels=("so3", "mlp"), dtype="float64",
+              progress=False)
+    quiet = lambda *a: None  # noqa: E731
+    exact = qm9.run(qm9.QM9Config(**kw), log=quiet)
+    pool_ids = exact["split"]["pool_ids"]
+    where = {g: i for i, g in enumerate(ms.ids.tolist())}
+    n_atoms = int(ms.subset(np.array([where[g] for g in pool_ids[6:]])).n_atoms_total)
+    lm = qm9.run(qm9.QM9Config(**kw, landmarks=n_atoms), log=quiet)
+    assert lm["split"] == exact["split"]
+    rows = {(r["kernel"], r["n_train"]): r for r in exact["results"]}
+    for r in lm["results"]:
+        e = rows[(r["kernel"], r["n_train"])]
+        if r["kernel"] == "element_baseline":
+            continue
+        assert r["landmarks"] == n_atoms
+        tol = 1e-6 if r["kernel"].startswith("mlp") else 1e-3
+        np.testing.assert_allclose([v for _, v in r["ridge_trials"]], [v for _, v in e["ridge_trials"]], rtol=tol)

@@ -2,7 +2,7 @@
 
 Subpackages: :mod:`eqntk.stax` (layers), :mod:`eqntk.so3` and :mod:`eqntk.planar` (groups),
 :mod:`eqntk.core` (shared kernel machinery), :mod:`eqntk.predict` (kernel regression, gradient
-flow), :mod:`eqntk.linalg` (the one solver: PSD rule, Cholesky with jitter, spectra),
+flow), :mod:`eqntk.landmarks` (Nyström regression), :mod:`eqntk.linalg` (the one solver: PSD rule, Cholesky with jitter, spectra),
 :mod:`eqntk.augment` (group-averaged kernels), :mod:`eqntk.spectral` (spectra, learning
 curves), :mod:`eqntk.data` (QM9, atomic environments, images).
 
@@ -10,8 +10,8 @@ Importing eqntk does not change JAX's configuration: enable float64 yourself wit
 ``jax.config.update("jax_enable_x64", True)`` when you want it.
 """
 
-from . import augment, core, data, linalg, planar, predict, so3, spectral, stax
+from . import augment, core, data, landmarks, linalg, planar, predict, so3, spectral, stax
 
 __version__ = "0.1.0"
 
-__all__ = ["stax", "so3", "planar", "core", "linalg", "predict", "augment", "spectral", "data", "__version__"]
+__all__ = ["stax", "so3", "planar", "core", "linalg", "predict", "landmarks", "augment", "spectral", "data", "__version__"]

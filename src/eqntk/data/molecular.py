@@ -26,7 +26,7 @@ from ..core.checks import check_int
 
 from .molecules import MoleculeSet
 
-__all__ = ["segment_sum_gram", "molecular_kernel", "molecular_kernel_fn"]
+__all__ = ["segment_sum_gram", "molecular_kernel", "molecular_kernel_fn", "landmark_atoms", "atoms_as_molecules"]
 
 
 def _indicator(segments: np.ndarray, n_segments: int) -> scipy.sparse.csr_matrix:
@@ -240,3 +240,50 @@ def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, pro
     if isinstance(get, str):
         return total[get]
     return collections.namedtuple("Kernel", kinds)(*(total[k] for k in kinds))
+
+
+def landmark_atoms(molecules: MoleculeSet, m: int, *, seed: int = 0) -> np.ndarray:
+    """``(m,)`` indices (flat atom order, ascending) of ``m`` landmark atoms drawn from ``molecules``.
+
+    Drawn at random without replacement, stratified by element: each element first gets
+    ``min(n_e, ⌈m / (4 E)⌉)`` landmarks (``E`` elements, ``n_e`` atoms of element ``e``), so that
+    rare elements (QM9's F) are represented, and the rest is shared in proportion to the atoms
+    left (largest remainders). With ``same_element`` molecular kernels an element without
+    landmarks could not be predicted at all. ``m`` may not exceed the number of atoms.
+    """
+    m = check_int("landmark_atoms", "m", m)
+    n = molecules.n_atoms_total
+    if not 1 <= m <= n:
+        raise ValueError(f"landmark_atoms: m must be in [1, {n}] (the atoms of the molecules), got {m}")
+    elements, counts = np.unique(molecules.Z, return_counts=True)
+    take = np.minimum(counts, math.ceil(m / (4 * len(elements))))
+    if take.sum() > m:  # fewer landmarks than the floors: the floors shrink, largest counts first
+        take = np.zeros_like(counts)
+        for i in np.argsort(-counts, kind="stable")[np.arange(m) % len(counts)]:
+            take[i] += 1
+        take = np.minimum(take, counts)
+    while take.sum() < m:
+        left = counts - take
+        share = (m - take.sum()) * left / left.sum()
+        add = np.minimum(np.floor(share).astype(np.int64), left)
+        if add.sum() == 0:  # hand out the remainders one by one
+            add[int(np.argmax(np.where(left > 0, share, -1.0)))] = 1
+        take = take + add
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.nonzero(molecules.Z == e)[0], int(k), replace=False) for e, k in zip(elements, take)]
+    return np.sort(np.concatenate(picks))
+
+
+def atoms_as_molecules(molecules: MoleculeSet, atoms) -> MoleculeSet:
+    """The atoms ``atoms`` (flat indices) of ``molecules``, each as a one-atom molecule.
+
+    Its molecular kernel against a molecule set is the molecule × landmark kernel of
+    :mod:`eqntk.landmarks`: ``K[a, j] = Σ_{i∈a} k(x_i, z_j) (· δ(Z_i, Z_j))``. Its ``ids`` are
+    the atoms' flat indices.
+    """
+    atoms = np.asarray(atoms)
+    if atoms.ndim != 1 or atoms.size == 0 or not np.issubdtype(atoms.dtype, np.integer):
+        raise ValueError(f"atoms must be a non-empty 1-d integer array, got {atoms.dtype} {atoms.shape}")
+    if atoms.min() < 0 or atoms.max() >= molecules.n_atoms_total:
+        raise IndexError(f"atom index out of range for {molecules.n_atoms_total} atoms")
+    return MoleculeSet(molecules.Z[atoms], molecules.R[atoms], np.arange(atoms.size + 1), ids=atoms.astype(np.int64))

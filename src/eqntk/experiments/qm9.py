@@ -45,7 +45,7 @@ from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_pr
     psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["QM9Config", "KERNEL_LABELS", "networks", "molecular_grams", "element_baseline", "evaluate_curve",
-           "split_qm9", "run", "print_summary", "plot_curve"]
+           "evaluate_curve_landmarks", "split_qm9", "run", "print_summary", "plot_curve"]
 
 ENERGY_TARGETS = ("U0", "U", "H", "G")
 NONLINEARITIES = ("erf", "relu", "rbf")
@@ -88,6 +88,7 @@ class QM9Config:
     normalize: bool = True      # scale the environments so that their mean lift variance is 1 (pool only)
     dtype: str = "float32"      # dtype of the kernel computation (regression: float64 when x64 is on)
     source: Optional[str] = None  # None: embedded 5k subset; 'qm9pack'; a path
+    landmarks: Optional[int] = None  # Nyström regression on this many landmark atoms of the training molecules
     tile: int = 128
     store: Optional[str] = None
     progress: Optional[bool] = None
@@ -115,6 +116,8 @@ class QM9Config:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {self.nonlinearity!r}")
         if not (self.gamma > 0 and np.isfinite(self.gamma)):
             raise ValueError(f"gamma must be a finite number > 0, got {self.gamma}")
+        if self.landmarks is not None and not (isinstance(self.landmarks, (int, np.integer)) and self.landmarks >= 1):
+            raise ValueError(f"landmarks must be None or an integer >= 1, got {self.landmarks!r}")
         self.environment_spec()  # the environment settings raise here, before any data is loaded
         self.n_train = tuple(sorted(set(n_train)))
 
@@ -221,6 +224,12 @@ def split_qm9(n_total: int, n_pool: int, n_test: int, seed: int, test_seed: int)
     return test, rest
 
 
+def _residuals(y_pool, y_test, c_pool, c_test, tr, val_idx):
+    """Targets minus the per-element baseline fitted on the training molecules ``tr``: (train, val, test)."""
+    base = element_baseline(c_pool[tr], y_pool[tr])
+    return y_pool[tr] - base(c_pool[tr]), y_pool[val_idx] - base(c_pool[val_idx]), y_test - base(c_test)
+
+
 def evaluate_curve(grams_pool: dict, grams_test: dict, y_pool: np.ndarray, y_test: np.ndarray,
                    c_pool: np.ndarray, c_test: np.ndarray, val_idx: np.ndarray, train_idx: np.ndarray,
                    n_train: Sequence[int], ridges: Sequence[float], prefix: str,
@@ -234,10 +243,7 @@ def evaluate_curve(grams_pool: dict, grams_test: dict, y_pool: np.ndarray, y_tes
     rows = []
     for n in n_train:
         tr = train_idx[:n]
-        base = element_baseline(c_pool[tr], y_pool[tr])
-        r_tr = y_pool[tr] - base(c_pool[tr])
-        r_val = y_pool[val_idx] - base(c_pool[val_idx])
-        r_te = y_test - base(c_test)
+        r_tr, r_val, r_te = _residuals(y_pool, y_test, c_pool, c_test, tr, val_idx)
         for kind in ("ntk", "nngp"):
             K = grams_pool[kind]
             k_tr, k_val, k_te = K[np.ix_(tr, tr)], K[np.ix_(val_idx, tr)], grams_test[kind][:, tr]
@@ -248,6 +254,37 @@ def evaluate_curve(grams_pool: dict, grams_test: dict, y_pool: np.ndarray, y_tes
             rows.append({"kernel": f"{prefix}_{kind}", "n_train": int(n), "mae_meV": 1e3 * float(np.mean(np.abs(err))),
                          "rmse_meV": 1e3 * float(np.sqrt(np.mean(err ** 2))), "ridge_rel": ridge,
                          "val_mae_meV": 1e3 * val_mae, "ridge_trials": [[r, 1e3 * s] for r, s in trials]})
+    return rows
+
+
+def evaluate_curve_landmarks(grams_pool: dict, grams_test: dict, grams_landmarks: dict, y_pool: np.ndarray,
+                             y_test: np.ndarray, c_pool: np.ndarray, c_test: np.ndarray, val_idx: np.ndarray,
+                             train_idx: np.ndarray, n_train: Sequence[int], ridges: Sequence[float], prefix: str,
+                             psd_rtol: Optional[float] = None) -> list:
+    """:func:`evaluate_curve` with landmark (Nyström) regression (:mod:`eqntk.landmarks`).
+
+    ``grams_pool[kind]``: ``(P, M)`` pool molecules × landmarks; ``grams_test[kind]``: ``(S, M)``;
+    ``grams_landmarks[kind]``: ``(M, M)``. One factorisation per (kind, N) serves the ridge grid;
+    rows as :func:`evaluate_curve`'s, plus ``rank`` (landmark directions kept).
+    """
+    from ..landmarks import landmark_model, landmark_predict
+
+    rows = []
+    mae = lambda p, y: float(np.mean(np.abs(p - y)))  # noqa: E731
+    for n in n_train:
+        tr = train_idx[:n]
+        r_tr, r_val, r_te = _residuals(y_pool, y_test, c_pool, c_test, tr, val_idx)
+        for kind in ("ntk", "nngp"):
+            g = grams_pool[kind]
+            model = landmark_model(g[tr], grams_landmarks[kind], psd_rtol=psd_rtol)
+            both = landmark_predict(model, r_tr, np.concatenate([g[val_idx], grams_test[kind]]), ridges)
+            trials = [(float(r), mae(p[: len(val_idx)], r_val)) for r, p in zip(ridges, both)]
+            best = min(range(len(trials)), key=lambda i: trials[i][1])
+            err = both[best, len(val_idx):] - r_te
+            rows.append({"kernel": f"{prefix}_{kind}", "n_train": int(n), "mae_meV": 1e3 * mae(err, 0.0),
+                         "rmse_meV": 1e3 * float(np.sqrt(np.mean(err ** 2))), "ridge_rel": trials[best][0],
+                         "val_mae_meV": 1e3 * trials[best][1], "ridge_trials": [[r, 1e3 * v] for r, v in trials],
+                         "landmarks": int(grams_landmarks[kind].shape[0]), "rank": model.rank})
     return rows
 
 
@@ -289,20 +326,40 @@ def run(cfg: QM9Config, log=print) -> dict:
     c_pool, c_test = element_counts(pool), element_counts(test)
     rows = baseline_rows(y_pool, y_test, c_pool, c_test, train_idx, cfg.n_train)
     nets = networks(cfg, x_pool.shape[2])
+    lm = x_lm = None
+    if cfg.landmarks is not None:  # landmark atoms from the training molecules only (never validation/test)
+        n_tr_atoms = int(pool.offsets[-1] - pool.offsets[cfg.n_val])
+        if cfg.landmarks > n_tr_atoms:
+            raise ValueError(f"landmarks={cfg.landmarks} exceeds the {n_tr_atoms} atoms of the training molecules")
+        atoms = D.landmark_atoms(pool.subset(train_idx), cfg.landmarks, seed=cfg.seed) + int(pool.offsets[cfg.n_val])
+        lm, x_lm = D.atoms_as_molecules(pool, atoms), x_pool[atoms]
+        log(f"landmark regression: {cfg.landmarks} landmark atoms of the {n_tr_atoms} training atoms")
     for name, (kf, shape) in nets.items():
         store = None if cfg.store is None else os.path.join(cfg.store, name)
+        sub = (lambda part: None) if store is None else (lambda part: os.path.join(store, part))
         log(f"{KERNEL_LABELS[name + '_ntk'].replace(' NTK', '')} kernel (NNGP + NTK):")
+        common = dict(same_element=cfg.same_element, tile=cfg.tile, progress=cfg.progress, log=log)
         with timer(f"kernel_{name}"):
-            g_pool = molecular_grams(kf, shape(x_pool), pool, same_element=cfg.same_element, tile=cfg.tile,
-                                     store=None if store is None else os.path.join(store, "pool"),
-                                     progress=cfg.progress, label="pool x pool, ", log=log)
-            g_test = molecular_grams(kf, shape(x_test), test, shape(x_pool), pool, same_element=cfg.same_element,
-                                     tile=cfg.tile, store=None if store is None else os.path.join(store, "test"),
-                                     progress=cfg.progress, label="test x pool, ", log=log)
+            if lm is None:
+                g_pool = molecular_grams(kf, shape(x_pool), pool, store=sub("pool"), label="pool x pool, ", **common)
+                g_test = molecular_grams(kf, shape(x_test), test, shape(x_pool), pool, store=sub("test"),
+                                         label="test x pool, ", **common)
+            else:
+                g_pool = molecular_grams(kf, shape(x_pool), pool, shape(x_lm), lm, store=sub("pool_landmarks"),
+                                         label="pool x landmarks, ", **common)
+                g_test = molecular_grams(kf, shape(x_test), test, shape(x_lm), lm, store=sub("test_landmarks"),
+                                         label="test x landmarks, ", **common)
+                g_lm = molecular_grams(kf, shape(x_lm), lm, store=sub("landmarks"), label="landmarks x landmarks, ",
+                                       **common)
         log(f"  {timer.seconds[f'kernel_{name}']:.1f} s")
         with timer("regression"):
-            rows += evaluate_curve(g_pool, g_test, y_pool, y_test, c_pool, c_test, val_idx, train_idx,
-                                   cfg.n_train, cfg.ridges, name, psd_tolerance(cfg.dtype))
+            if lm is None:
+                rows += evaluate_curve(g_pool, g_test, y_pool, y_test, c_pool, c_test, val_idx, train_idx,
+                                       cfg.n_train, cfg.ridges, name, psd_tolerance(cfg.dtype))
+            else:
+                rows += evaluate_curve_landmarks(g_pool, g_test, g_lm, y_pool, y_test, c_pool, c_test, val_idx,
+                                                 train_idx, cfg.n_train, cfg.ridges, name,
+                                                 psd_tolerance(cfg.dtype, atoms=True))
     config = dataclasses.asdict(cfg)
     config["n_train"] = list(cfg.n_train)
     return {"experiment": "qm9", "config": config, "results": rows,
