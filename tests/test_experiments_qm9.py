@@ -62,10 +62,11 @@ def test_landmark_run_with_every_training_atom_equals_the_exact_run():
     """Landmarks = all training atoms: k(test, train), k(val, train), k(train, train) are exact
     Nyström entries, so every row of the curve must equal the exact kernel regression's — to
     round-off for the MLP (an exactly PSD closed form), to the SO3Pool quadrature's effect for the
-    SO(3) net (its atom Gram is PSD only to ~1e-5, and the clipped eigenvalues perturb K_mm⁺)."""
+    SO(3) net (its atom Gram is PSD only to the quadrature's accuracy, and the clipped eigenvalues
+    perturb K_mm⁺; oversampling 8 makes that small)."""
     ms = D.load_qm9()
     kw = dict(n_train=(6, 12), n_val=6, n_test=6, bandlimit=2, kernels=("so3", "mlp"), dtype="float64",
-              progress=False)
+              oversampling=8.0, progress=False)
     quiet = lambda *a: None  # noqa: E731
     exact = qm9.run(qm9.QM9Config(**kw), log=quiet)
     pool_ids = exact["split"]["pool_ids"]
@@ -79,5 +80,5 @@ def test_landmark_run_with_every_training_atom_equals_the_exact_run():
         if r["kernel"] == "element_baseline":
             continue
         assert r["landmarks"] == n_atoms
-        tol = 1e-6 if r["kernel"].startswith("mlp") else 1e-3
+        tol = 1e-6 if r["kernel"].startswith("mlp") else 1e-4
         np.testing.assert_allclose([v for _, v in r["ridge_trials"]], [v for _, v in e["ridge_trials"]], rtol=tol)

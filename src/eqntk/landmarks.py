@@ -12,14 +12,13 @@ of ``O(n³)`` and ``O(n²)``; only the ``(n, m)`` and ``(m, m)`` kernels are eve
 
 The solve never forms the normal equations ``K_mn K_nm + λ K_mm`` (condition number squared):
 
-1. ``K_mm = V diag(μ) Vᵀ`` with the PSD rule of :mod:`eqntk.linalg` (tolerance ``τ``, the
-   kernel's relative accuracy ``psd_rtol`` or round-off); directions with ``μ ≤ rcond · μ_max``
-   are dropped (``r ≤ m`` kept). Default ``rcond = max(τ², m·eps)``: in a direction with
-   eigenvalue ``μ`` the exact ``k(x, z)`` has a component ``≲ √(μ k(x, x))``, while a kernel
-   accurate to ``τ`` relative adds noise ``~ τ``, so below ``μ ≈ τ² μ_max`` the features are
-   noise (measured on QM9 environments with the SO(3) network, whose atom Gram is PSD only to
-   ~1e-5: ``rcond = 1e-10`` moves the validation errors by 1e-3 relative, ``τ² = 1e-8`` by
-   < 1e-5; ``tests/test_experiments_qm9.py``);
+1. ``K_mm = V diag(μ) Vᵀ`` with the PSD rule of :mod:`eqntk.linalg` (refused if indefinite
+   beyond the kernel's stated accuracy ``psd_rtol``, negative round-off clipped); directions with
+   ``μ ≤ rcond · μ_max`` are dropped (``r ≤ m`` kept; default ``rcond = m·eps``, the
+   pseudo-inverse cutoff of :func:`eqntk.linalg.spectrum`). Small directions carry kernel noise
+   amplified by ``μ^{-1/2}``, but the ridge damps them; a larger ``rcond`` (``≈ δ²`` for a kernel
+   accurate to ``δ``) discards them instead. On QM9 environments the default was as good as any
+   larger cutoff on validation molecules (``benchmarks/qm9_landmarks.py --rcond``);
 2. features ``Φ = K_nm V_r diag(μ_r)^{-1/2}`` ``(n, r)``, so that ``K̃ = Φ Φᵀ``;
 3. the thin SVD ``Φ = U diag(s) Wᵀ`` once; then for every ridge ``λ`` (a whole validation grid
    from one factorisation) ``α = V_r μ_r^{-1/2} W diag(s / (s² + λ)) Uᵀ y``.
@@ -83,7 +82,7 @@ def landmark_model(k_train_landmarks, k_landmarks, *, psd_rtol: Optional[float] 
         psd_rtol: the kernels' relative accuracy (e.g. ~1e-6 for Grams summed from float32 tiles),
             as in :func:`eqntk.linalg.psd_tolerance`: ``K_mm`` is refused if it is indefinite beyond it.
         rcond: eigen-directions of ``K_mm`` with ``μ ≤ rcond · μ_max`` are dropped (default
-            ``max(τ², m·eps)``, ``τ`` the Gram's PSD tolerance; see the module docstring).
+            ``m·eps``; see the module docstring).
 
     Returns:
         the :class:`LandmarkModel`.
@@ -98,7 +97,7 @@ def landmark_model(k_train_landmarks, k_landmarks, *, psd_rtol: Optional[float] 
     if rcond is not None and not (np.isfinite(rcond) and 0 <= rcond < 1):
         raise ValueError(f"rcond must be a number in [0, 1), got {rcond!r}")
     if rcond is None:
-        rcond = max(tau**2, m * np.finfo(np.float64).eps)
+        rcond = m * np.finfo(np.float64).eps
     keep = spec.mu > rcond * float(np.max(spec.mu))
     if not np.any(keep):
         raise ValueError("the landmark kernel k_landmarks is zero (no landmark direction above round-off)")

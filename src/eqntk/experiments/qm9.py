@@ -260,12 +260,13 @@ def evaluate_curve(grams_pool: dict, grams_test: dict, y_pool: np.ndarray, y_tes
 def evaluate_curve_landmarks(grams_pool: dict, grams_test: dict, grams_landmarks: dict, y_pool: np.ndarray,
                              y_test: np.ndarray, c_pool: np.ndarray, c_test: np.ndarray, val_idx: np.ndarray,
                              train_idx: np.ndarray, n_train: Sequence[int], ridges: Sequence[float], prefix: str,
-                             psd_rtol: Optional[float] = None) -> list:
+                             psd_rtol: Optional[float] = None, rcond: Optional[float] = None) -> list:
     """:func:`evaluate_curve` with landmark (Nyström) regression (:mod:`eqntk.landmarks`).
 
     ``grams_pool[kind]``: ``(P, M)`` pool molecules × landmarks; ``grams_test[kind]``: ``(S, M)``;
     ``grams_landmarks[kind]``: ``(M, M)``. One factorisation per (kind, N) serves the ridge grid;
-    rows as :func:`evaluate_curve`'s, plus ``rank`` (landmark directions kept).
+    rows as :func:`evaluate_curve`'s, plus ``rank`` (landmark directions kept). ``psd_rtol``,
+    ``rcond``: those of :func:`eqntk.landmarks.landmark_model`.
     """
     from ..landmarks import landmark_model, landmark_predict
 
@@ -276,7 +277,7 @@ def evaluate_curve_landmarks(grams_pool: dict, grams_test: dict, grams_landmarks
         r_tr, r_val, r_te = _residuals(y_pool, y_test, c_pool, c_test, tr, val_idx)
         for kind in ("ntk", "nngp"):
             g = grams_pool[kind]
-            model = landmark_model(g[tr], grams_landmarks[kind], psd_rtol=psd_rtol)
+            model = landmark_model(g[tr], grams_landmarks[kind], psd_rtol=psd_rtol, rcond=rcond)
             both = landmark_predict(model, r_tr, np.concatenate([g[val_idx], grams_test[kind]]), ridges)
             trials = [(float(r), mae(p[: len(val_idx)], r_val)) for r, p in zip(ridges, both)]
             best = min(range(len(trials)), key=lambda i: trials[i][1])
