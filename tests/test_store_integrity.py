@@ -241,6 +241,7 @@ def test_two_processes_share_one_store(tmp_path):
 
 
 _DIST_WORKER = textwrap.dedent("""
+    import json
     import sys
     import jax
     jax.config.update("jax_enable_x64", True)
@@ -248,18 +249,40 @@ _DIST_WORKER = textwrap.dedent("""
     pid, port, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid)
     import numpy as np
+    import eqntk.data as D
     from eqntk import stax
+    from eqntk.core import store as store_mod
+    computed = []
+    real = store_mod.TileStore.save
+    def save(self, i, j, outs):
+        computed.append([os.path.basename(self.path), i, j])
+        real(self, i, j, outs)
+    import os
+    store_mod.TileStore.save = save
     x = np.random.default_rng(0).normal(size=(12, 9, 2))
     kf = stax.serial(stax.S2ConvSO3(1, 3), stax.Erf(), stax.SO3Pool(), stax.Dense(1))[2]
     assert jax.process_count() == 2
-    first = kf(x, tile_size=3, store=store)
-    again = kf(x, tile_size=3, store=store)  # resumes: every tile from the store
+    first = kf(x, tile_size=1, store=store)  # 78 tiles: enough for both processes to take some
+    again = kf(x, tile_size=1, store=store)  # resumes: every tile from the store
+    ms = D.MoleculeSet.from_counts(np.array([3, 2, 4, 3]), np.array([1, 6, 1, 8, 1, 6, 6, 1, 1, 1, 8, 6]),
+                                   np.random.default_rng(1).normal(size=(12, 3)))
+    mol = D.molecular_kernel_fn(kf, x, ms, get="ntk", same_element=True, block_atoms=2, tile_size=1,
+                                block_store=store + "_mol")
     np.save(out, np.stack([np.asarray(first.ntk), np.asarray(again.ntk)]))
+    np.save(out + ".mol.npy", mol)
+    n_divided = len(computed)
+    coll = kf(x, tile_size=3, store=store + "_coll", devices=jax.devices())  # collective: tiles over both processes
+    np.save(out + ".coll.npy", np.asarray(coll.ntk))
+    print(json.dumps(computed[:n_divided]))
 """)
 
 
-def test_jax_distributed_processes_share_one_store(tmp_path):
+def test_jax_distributed_processes_divide_the_tiles(tmp_path):
+    """Two jax.distributed processes on localhost with one store: every tile (and every molecular
+    block) computed once, by one of them, and both return the whole matrix, equal to one process's."""
     import socket
+
+    import eqntk.data as D
 
     with socket.socket() as s:  # a free loopback port for the coordinator
         s.bind(("127.0.0.1", 0))
@@ -277,12 +300,27 @@ def test_jax_distributed_processes_share_one_store(tmp_path):
             p.kill()
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
-    ref = _kf()(np.random.default_rng(0).normal(size=(12, 9, 2)), tile_size=3).ntk
+    x = np.random.default_rng(0).normal(size=(12, 9, 2))
+    ref = _kf()(x, tile_size=1).ntk
+    ms = D.MoleculeSet.from_counts(np.array([3, 2, 4, 3]), np.array([1, 6, 1, 8, 1, 6, 6, 1, 1, 1, 8, 6]),
+                                   np.random.default_rng(1).normal(size=(12, 3)))
+    mol_ref = D.molecular_kernel(np.asarray(ref), ms, same_element=True)
     for p in range(2):
         k = np.load(tmp_path / f"k{p}.npy")
         np.testing.assert_array_equal(k[0], ref)
         np.testing.assert_array_equal(k[1], ref)
-    assert TileStore(tmp_path / "g", json.load(open(tmp_path / "g" / "manifest.json"))).completed() == 4 * 5 // 2
+        np.testing.assert_allclose(np.load(tmp_path / f"k{p}.npy.mol.npy"), mol_ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.load(tmp_path / f"k{p}.npy.coll.npy"), _kf()(x, tile_size=3).ntk, rtol=1e-12)
+    computed = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    everything = sorted(map(tuple, computed[0] + computed[1]))
+    assert len(everything) == len(set(everything))  # nothing computed twice
+    tiles = [t for t in everything if t[0] == "g"]
+    assert sorted(t[1:] for t in tiles) == sorted((i, j) for i in range(12) for j in range(i, 12))
+    blocks = [t for t in everything if t[0] != "g"]
+    # same-element blocks of 2 atoms: H 6 atoms (3 blocks, 6 pairs), C 4 (2, 3), O 2 (1, 1)
+    assert len(blocks) == 6 + 3 + 1
+    assert all(len(c) > 0 for c in computed)  # both processes did part of the work
+    assert TileStore(tmp_path / "g", json.load(open(tmp_path / "g" / "manifest.json"))).completed() == 12 * 13 // 2
 
 
 def test_augmented_kernel_resumes_from_a_store(tmp_path):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from .checks import check_int, check_memory_budget
 
-__all__ = ["choose_tile", "evaluate_tiles", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["choose_tile", "evaluate_tiles", "run_shared", "spans_processes", "DEFAULT_MEMORY_BUDGET"]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes
 
@@ -41,6 +41,12 @@ def choose_tile(n1: int, n2: int, cost, itemsize: int, budget: float, tile_size:
     t1 = math.ceil(n1 / math.ceil(n1 / t1))
     t2 = math.ceil(n2 / math.ceil(n2 / t2))
     return t1, t2
+
+
+def spans_processes(devices) -> bool:
+    """Whether ``devices`` include another ``jax.distributed`` process's devices (collective tiles)."""
+    me = jax.process_index()
+    return any(getattr(d, "process_index", me) != me for d in devices)
 
 
 def _pad_rows(x, t):
@@ -66,6 +72,7 @@ def evaluate_tiles(
     n_devices: int = 1,
     keep: Optional[Sequence[bool]] = None,
     poll: float = 0.5,
+    collective: bool = False,
 ) -> list[np.ndarray]:
     """Run ``tile_fn(x1_tile, x2_tile) -> tuple of (t1, t2, ...) arrays`` over all tiles.
 
@@ -80,11 +87,14 @@ def evaluate_tiles(
         keep: which of the ``n_out`` outputs to assemble (default all); the others are dropped
             as soon as a tile is computed, and their result entry is ``None``.
         poll: seconds between looks at tiles that another process sharing ``store`` is computing.
+        collective: the tiles are computed by all ``jax.distributed`` processes together
+            (``batch_fn`` over devices of several processes, :func:`spans_processes`).
 
     With a store, each tile is claimed before it is computed (:meth:`TileStore.claim`), so several
-    independent processes sharing one store compute different tiles and all return the whole
-    matrix. Under ``jax.distributed`` (several processes computing every tile together) process 0
-    decides which tiles are finished and is the only writer.
+    processes sharing one store — independent ones, or the processes of one ``jax.distributed``
+    run each on its own local devices — compute different tiles, each tile once, and all return
+    the whole matrix (read back from the store). With ``collective`` tiles instead, every process
+    takes part in every tile; process 0 then decides which tiles are finished and is the only writer.
     """
     keep = [True] * n_out if keep is None else list(keep)
     n1, n2 = x1.shape[0], x2.shape[0]
@@ -138,17 +148,20 @@ def evaluate_tiles(
 
     if store is None:
         _run_batches(jobs, compute, place, step)
-    elif jax.process_count() > 1:
+    elif collective:
         _run_spmd(jobs, store, n_out, compute, place, step)
     else:
-        _run_shared(jobs, store, n_out, compute, place, step, poll)
+        run_shared(jobs, store, n_out, compute, place, step, poll)
     if bar is not None:
         bar.close()
     return results
 
 
-def _run_shared(jobs, store, n_out, compute, place, step, poll):
+def run_shared(jobs, store, n_out: int, compute: Callable, place: Callable, step: int = 1, poll: float = 0.5):
     """Tiles of ``jobs`` from ``store`` where finished, else claimed and computed, else awaited.
+
+    ``jobs``: tile keys ``(i, j)``; ``compute(batch)`` returns the outputs of at most ``step`` of
+    them; ``place(i, j, outs)`` receives every tile once, computed here or read from the store.
 
     One pass over the jobs in order; tiles claimed by other processes are deferred and looked at
     again (every ``poll`` seconds once a pass over them brought nothing) until they are finished

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from .checks import check_inputs, check_int, check_real, check_std
-from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles
+from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles, spans_processes
 from .kernel import Inputs
 from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, SinMap, gelu
 
@@ -74,8 +74,11 @@ class KernelFn:
             stderr is a terminal).
         store: a directory; finished tiles are saved there as they complete, and a
             re-run of the same computation resumes from them (see :mod:`eqntk.core.store`).
-        devices: devices to shard tiles over (default: all visible devices; one tile per
-            device at a time, with ``jax.shard_map``; multi-host after ``jax.distributed.initialize``).
+        devices: devices to shard tiles over (one tile per device at a time, with
+            ``jax.shard_map``). Default: all visible devices; after ``jax.distributed.initialize``
+            with a ``store``, this process's own devices: the processes then divide the tiles
+            among themselves through the store (each tile computed once, by one process) and each
+            returns the whole matrix. Without a store they compute every tile together.
 
     The computation runs in the dtype of the inputs (float64 when JAX's x64
     mode is on and the inputs are float64; float32 otherwise; float16/bfloat16 inputs in
@@ -179,7 +182,9 @@ class KernelFn:
         t1, t2 = choose_tile(x1.shape[0], x2v.shape[0], cost, itemsize, memory_budget, tile_size)
         symmetric = same and scalar
         keep = tuple(k in kinds for k in _KINDS)
-        devices = jax.devices() if devices is None else list(devices)
+        if devices is None:
+            devices = jax.local_devices() if (store is not None and jax.process_count() > 1) else jax.devices()
+        devices = list(devices)
         tile_store = None
         if store is not None:
             from .. import __version__
@@ -194,7 +199,7 @@ class KernelFn:
         outs = evaluate_tiles(self._tile_fn(with_ntk), x1, x2v, symmetric, t1, t2, n_out=2,
                               progress=progress, desc="eqntk kernel", store=tile_store,
                               batch_fn=self._batch_fn(with_ntk, devices) if len(devices) > 1 else None,
-                              n_devices=len(devices), keep=keep)
+                              n_devices=len(devices), keep=keep, collective=spans_processes(devices))
         result = dict(zip(_KINDS, outs))
         del outs
         arrays = [jnp.asarray(result.pop(k)) for k in kinds]  # host buffers freed one by one

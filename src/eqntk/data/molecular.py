@@ -165,6 +165,9 @@ def _pad(x, size):
 def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, progress, kwargs):
     """Molecular Gram(s) from atom blocks (one per element, or in all, when ``block`` is None),
     each segment-summed to molecules as soon as it is computed."""
+    import jax
+
+    from ..core.driver import run_shared
     from ..core.layers import KernelFn
     from ..core.store import TileStore, fingerprint_arrays
 
@@ -192,7 +195,7 @@ def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, pro
         except Unfingerprintable as err:
             raise ValueError(f"cannot identify kernel_fn for block_store: {err}; pass an eqntk kernel_fn "
                              "(whose layers are fingerprinted) or run without block_store") from None
-    jobs = []
+    plans = []  # per element block: its store and its jobs (a, b) → (atoms of a, atoms of b, sizes)
     for e, i1, i2 in groups:
         r1, size1 = _blocks(len(i1), block or len(i1), multiple)
         r2, size2 = (r1, size1) if sym else _blocks(len(i2), block or len(i2), multiple)
@@ -205,36 +208,49 @@ def _blocked(kernel_fn, x1, mol1, x2, mol2, get, same_element, block, store, pro
                 "x2": "x1" if sym else fingerprint_arrays(x2[i2], seg2[i2]),
                 "blocks": [size1, size2], "kernel_kwargs": repr(sorted(kwargs.items())),
                 "same_element": bool(same_element)})
-        jobs += [(i1[slice(*ra)], (i1 if sym else i2)[slice(*rb)], (a, b), sub, size1, size2)
-                 for a, ra in enumerate(r1) for b, rb in enumerate(r2) if not (sym and b < a)]
+        jobs = {(a, b): (i1[slice(*ra)], (i1 if sym else i2)[slice(*rb)], size1, size2)
+                for a, ra in enumerate(r1) for b, rb in enumerate(r2) if not (sym and b < a)}
+        plans.append((sub, jobs))
+    if store is not None and jax.process_count() > 1 and isinstance(kernel_fn, KernelFn):
+        kwargs = dict(kwargs, devices=jax.local_devices())  # the processes divide the blocks (run_shared)
     total = {k: np.zeros((n1, n2)) for k in kinds}
     bar = None
-    if blocked and (progress or (progress is None and len(jobs) >= 8 and sys.stderr.isatty())):
+    n_jobs = sum(len(jobs) for _, jobs in plans)
+    if blocked and (progress or (progress is None and n_jobs >= 8 and sys.stderr.isatty())):
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), desc="molecular kernel blocks", unit="block")
-    for ia, ib, (a, b), sub, size1, size2 in jobs:
-        sa, sb = seg1[ia], (seg1 if sym else seg2)[ib]
-        lo_a, lo_b = int(sa.min()), int(sb.min())
-        saved = sub.load(a, b, len(kinds)) if sub is not None else None
-        if saved is None:
+        bar = tqdm(total=n_jobs, desc="molecular kernel blocks", unit="block")
+    for sub, jobs in plans:
+        def compute(batch):
+            """Each block's molecular contributions, ``[(n_mol_a, n_mol_b) per kind]``."""
+            (a, b), = batch
+            ia, ib, size1, size2 = jobs[(a, b)]
+            sa, sb = seg1[ia], (seg1 if sym else seg2)[ib]
+            lo_a, lo_b = int(sa.min()), int(sb.min())
             xa = _pad(x1[ia], size1)
-            diag = sym and a == b
-            xb = None if diag else _pad((x1 if sym else x2)[ib], size2)
+            xb = None if (sym and a == b) else _pad((x1 if sym else x2)[ib], size2)
             res = kernel_fn(xa, xb, kinds, **kwargs)
-            saved = []
+            out = []
             for k in kinds:
                 g = np.asarray(getattr(res, k), dtype=np.float64)[: ia.size, : ib.size]
-                saved.append(segment_sum_gram(g, sa - lo_a, int(sa.max()) - lo_a + 1, sb - lo_b,
-                                              int(sb.max()) - lo_b + 1))
-            if sub is not None:
-                sub.save(a, b, saved)
-        for k, r in zip(kinds, saved):
-            total[k][lo_a:lo_a + r.shape[0], lo_b:lo_b + r.shape[1]] += r
-            if sym and a != b:
-                total[k][lo_b:lo_b + r.shape[1], lo_a:lo_a + r.shape[0]] += r.T
-        if bar is not None:
-            bar.update(1)
+                out.append(segment_sum_gram(g, sa - lo_a, int(sa.max()) - lo_a + 1, sb - lo_b, int(sb.max()) - lo_b + 1))
+            return [out]
+
+        def place(a, b, saved):
+            ia, ib, _, _ = jobs[(a, b)]
+            lo_a, lo_b = int(seg1[ia].min()), int((seg1 if sym else seg2)[ib].min())
+            for k, r in zip(kinds, saved):
+                total[k][lo_a:lo_a + r.shape[0], lo_b:lo_b + r.shape[1]] += r
+                if sym and a != b:
+                    total[k][lo_b:lo_b + r.shape[1], lo_a:lo_a + r.shape[0]] += r.T
+            if bar is not None:
+                bar.update(1)
+
+        if sub is None:
+            for key in jobs:
+                place(*key, compute([key])[0])
+        else:  # finished blocks read back; the rest claimed, so processes sharing the store divide them
+            run_shared(list(jobs), sub, len(kinds), compute, place)
     if bar is not None:
         bar.close()
     if isinstance(get, str):
