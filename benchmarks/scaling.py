@@ -1,5 +1,5 @@
 """Benchmark: time and peak memory of eqntk's kernels vs N, bandlimit L and image size, with fitted
-power laws, and the dense-grid baseline (eqntk.so3.dense) measured in the same run.
+power laws, and the dense-grid baseline (tests/so3_dense_oracle.py) measured in the same run.
 
 Networks (float64, get=('nngp', 'ntk'), Gram of N inputs with themselves, C = 2 input channels):
 
@@ -59,7 +59,8 @@ def worker(kind: str, L: int, N: int, repeats: int, long_run: float) -> dict:
         L2 = max(L // 2, 1)
         if kind == "dense":
             from eqntk.core.pointwise import ErfMap
-            from eqntk.so3.dense import DenseSO3Net, dense_kernel_fn
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+            from so3_dense_oracle import DenseSO3Net, dense_kernel_fn  # the test oracle (tests/)
 
             net = DenseSO3Net(lift_bandlimit=L, conv_bandlimits=(L2,), grids=(L, L2), nonlinearity=ErfMap())
             kf = dense_kernel_fn(net, dtype=jnp.float64)
@@ -234,7 +235,7 @@ def main():
             "networks": {
                 "deep": "S2ConvSO3(L) → Erf → SO3ConvSO3(L/2) → Erf → SO3Pool → Dense, C=2, float64, nngp+ntk",
                 "lift": "S2ConvSO3(L) → Erf → SO3Pool → Dense, C=2, float64, nngp+ntk",
-                "dense": "deep network, dense G×G emulation (eqntk.so3.dense, DH grids (L, L/2), authors' 2b−1 "
+                "dense": "deep network, dense G×G emulation (tests/so3_dense_oracle.py, DH grids (L, L/2), authors' 2b−1 "
                          "azimuths), jitted dense_kernel_fn, float64",
                 "p4": "Z2ConvP4(3x3,CIRCULAR) → ReLU → P4ConvP4 → ReLU → GroupPool → Dense, s×s×3, float64"},
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),

@@ -7,7 +7,7 @@ tests show
 
 1. lift → Erf → pool: eqntk sits at the end of the references' own convergence (grids b = 6, 7, 8);
 2. lift → ReLU → pool: agreement to 1e-3 (here: 1e-5);
-3. every reference value is REPRODUCED to ~1e-12 by :mod:`eqntk.so3.dense`, an independent dense
+3. every reference value is REPRODUCED to ~1e-12 by tests/so3_dense_oracle.py, an independent dense
    G × G emulation of the discretised network on the authors' grid (DH β, SOFT weights, α and γ
    on 2b − 1 points: with the textbook 2b points the emulation misses the references by up to
    0.7%, also tested);
@@ -30,7 +30,7 @@ import pytest
 
 from eqntk import stax
 from eqntk.core.pointwise import AffineMap, ElementwiseMap, ErfMap, ReluMap
-from eqntk.so3.dense import DenseSO3Net, dense_kernel, dh_so3_grid
+from so3_dense_oracle import DenseSO3Net, dense_kernel, dh_so3_grid
 from eqntk.so3.wigner import wigner_D_padded
 
 REF = pathlib.Path(__file__).with_name("data") / "reference_vectors.npz"

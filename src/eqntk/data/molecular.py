@@ -1,7 +1,7 @@
 """Molecular kernels from atom-environment kernels: ``K(M, M') = Σ_{i∈M} Σ_{j∈M'} k(a_i, a'_j)``.
 
 A molecule's energy is modelled as a sum of atomic terms, so its kernel is the
-sum of the pairwise kernels of its atoms' environments (DESIGN §3). This is
+sum of the pairwise kernels of its atoms' environments. This is
 invariant to the order of the atoms and, with a rotation-invariant atom kernel
 (e.g. an SO(3) network ending in ``SO3Pool``), to rotating each molecule.
 Optionally only atoms of the same element are compared

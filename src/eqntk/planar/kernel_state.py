@@ -1,4 +1,4 @@
-"""Pair kernels of planar GCNNs as |G| spatial blocks (DESIGN §1).
+"""Pair kernels of planar GCNNs as |G| spatial blocks (docs/mathematics.md, "One copy of the group is enough").
 
 For a GCNN on ``G = R ⋉ Z²`` with full-support filters, the covariance of the
 feature maps of inputs ``(x, x')`` at ``(r, t)`` and ``(r', t')`` depends on the

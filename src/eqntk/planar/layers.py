@@ -6,7 +6,7 @@
 * ``GroupPool``: mean over the group and space → ``(N, C)``;
 * ``Conv``, ``GlobalAvgPool``: the plain CNN (the trivial group).
 
-Normalisation (DESIGN §3, NTK parameterisation): each layer averages over its
+Normalisation (docs/mathematics.md, "Normalisation": NTK parameterisation): each layer averages over its
 filter support (``q²`` pixels × ``C`` channels for a lift or ``Conv``, times ``|G|``
 for a group convolution): ``K' = W² A[K] + b²``, ``Θ' = K' + W² A[Θ]``, and the first
 layer's ``Θ`` is its ``K`` (unlike the authors' code, whose first layer counts it

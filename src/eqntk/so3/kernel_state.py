@@ -2,7 +2,7 @@
 
 After a lifting layer with a full-support filter, the kernel of a pair of
 inputs ``(f, f')`` at group elements ``(g, g')`` depends on ``u = g g'⁻¹`` only
-(DESIGN §1): a function ``ψ(u)`` on SO(3), held as
+(docs/mathematics.md, "One copy of the group is enough"): a function ``ψ(u)`` on SO(3), held as
 
 * :class:`LiftBase` — straight after the lift, ``ψ(u) = c Σ_l f̂_lᵀ D^l(u) f̂'_l + b²``,
   kept as the (rotatable) inputs themselves; on a grid it is one matrix

@@ -1,6 +1,6 @@
 """SO(3) GCNN layers: lifting convolution S² → SO(3), group convolution, pooling.
 
-Normalisation (DESIGN §3, NTK parameterisation): a layer averages over its
+Normalisation (docs/mathematics.md, "Normalisation": NTK parameterisation): a layer averages over its
 filter's support, so with white filters
 
 * ``S2ConvSO3``: ``ψ(u) = W² / (4π C) Σ_c Σ_{l<L} f̂_c,lᵀ D^l(u) f̂'_c,l + b²``

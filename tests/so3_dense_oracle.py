@@ -11,12 +11,12 @@ quadrature in both arguments. This module is that discretisation, written
 compactly and jit-able, for two purposes:
 
 * to explain (and reproduce) the reference values of the authors' code, which
-  differ from the continuum kernel by their aliasing (DESIGN §2);
+  differ from the continuum kernel by their aliasing (docs/mathematics.md, "SO(3)": σ(ψ) is not bandlimited);
 * as the "dense-grid baseline" against which eqntk is timed: it stores
   ``|G|² = 64 b⁶`` numbers per pair of inputs.
 
 Network: ``S2ConvSO3(L_1) → σ → [SO3ConvSO3(L_k) → σ]* → SO3Pool → Dense``, the
-same W_std / b_std for every layer, NTK parameterisation (DESIGN §3). Layer ``k``'s
+same W_std / b_std for every layer, NTK parameterisation (docs/mathematics.md, "Normalisation"). Layer ``k``'s
 output lives on the DH grid of bandlimit ``grids[k]``:
 
 * lift (exact at the grid points)::
@@ -69,9 +69,9 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ..core.pointwise import AffineMap, PointwiseMap
-from .harmonics import bandlimit_of
-from .wigner import pad, wigner_D_padded
+from eqntk.core.pointwise import AffineMap, PointwiseMap
+from eqntk.so3.harmonics import bandlimit_of
+from eqntk.so3.wigner import pad, wigner_D_padded
 
 __all__ = ["DHGrid", "dh_so3_grid", "DenseSO3Net", "dense_pair_fns", "dense_kernel_fn", "dense_kernel"]
 
