@@ -50,6 +50,21 @@ from eqntk.experiments import qm9  # noqa: E402
 from eqntk.experiments.common import DEFAULT_RIDGES, environment_info, psd_tolerance, select_ridge, write_json  # noqa: E402
 
 
+def add_split_arguments(p, n_train=(100, 200, 400, 1000), seeds=(0, 1, 2)):
+    """The split options shared by the scripts that compute on the curve's split (qm9_fchl19, qm9_landmarks)."""
+    p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
+    p.add_argument("--test-seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--pool", type=int, default=1500)
+    p.add_argument("--n-val", type=int, default=500)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--n-train", type=int, nargs="+", default=list(n_train))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
+                   help="eqntk SO(3) settings, as for qm9_experiment.py curve")
+    p.add_argument("--store", default=None, help="resumable kernel tiles (shared between these scripts)")
+
+
 def _data(args, n_pool, n_test):
     ms = D.load_qm9(args.data)
     y = D.atomization_energy(ms, "U0", unit="eV")

@@ -79,21 +79,11 @@ def local_gaussian_kernels(X1, Z1, mol1, X2, Z2, mol2, n1, n2, sigmas, block=409
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
-    p.add_argument("--test-seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--pool", type=int, default=1500)
-    p.add_argument("--n-val", type=int, default=500)
-    p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--n-train", type=int, nargs="+", default=[100, 200, 400, 1000])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    qx.add_split_arguments(p)
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 1, 2, 4, 8, 16, 32])
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
-                   help="eqntk SO(3) settings, as for qm9_experiment.py curve")
     p.add_argument("--kernels", nargs="+", default=["so3"], help="eqntk networks beside FCHL19 (so3, mlp)")
     p.add_argument("--check", type=int, default=40, help="molecules per set checked against qmllib's kernel")
     p.add_argument("--time-qmllib", action="store_true", help="also time qmllib's own local kernel")
-    p.add_argument("--store", default=None)
     p.add_argument("--out", default="benchmarks/results/qm9_fchl19.json")
     args = p.parse_args(argv)
 

@@ -48,18 +48,9 @@ def nystrom_error(k_nm, k_mm, k_exact, psd_rtol, rcond=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None, help="QM9 source (default: embedded 5k subset)")
-    p.add_argument("--test-seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--pool", type=int, default=1500)
-    p.add_argument("--n-val", type=int, default=500)
-    p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--n-train", type=int, nargs="+", default=[1000])
+    qx.add_split_arguments(p, n_train=[1000], seeds=[0])
     p.add_argument("--landmarks", type=int, nargs="+", default=[500, 1000, 2000])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V", help="eqntk settings (as qm9_experiment.py)")
     p.add_argument("--rcond", type=float, nargs="+", default=[None], help="K_mm cutoffs to compare (None: default)")
-    p.add_argument("--store", default=None)
     p.add_argument("--out", default="benchmarks/results/qm9_landmarks.json")
     args = p.parse_args(argv)
 
