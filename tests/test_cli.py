@@ -52,6 +52,18 @@ def test_qm9_landmarks_run(tmp_path):
     assert r.returncode == 2 and "exceeds the" in r.stderr
 
 
+def test_qm9_rtol_chooses_and_records_the_oversampling(tmp_path):
+    out = tmp_path / "qm9"
+    r = eqntk("qm9", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--bandlimit", "2", "--kernel", "so3",
+              "--rtol", "1e-3", "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "qm9.json").read_text())
+    acc = res["accuracy"]
+    assert acc["rtol"] == 1e-3 and acc["estimate"] <= 1e-3
+    assert res["config"]["oversampling"] == acc["oversampling"]
+    assert "estimated relative error" in r.stdout
+
+
 def test_digits_tiny_run(tmp_path):
     # no --data: the digits shipped with eqntk (package data), no scikit-learn
     out = tmp_path / "digits"
@@ -72,6 +84,7 @@ def test_digits_tiny_run(tmp_path):
     (["qm9", "--kernel", "rbf"], "invalid choice: 'rbf'"),
     (["qm9", "--ridge", "-1"], "--ridge must be a finite number >= 0"),
     (["qm9", "--landmarks", "0"], "--landmarks must be a positive integer"),
+    (["qm9", "--rtol", "-1"], "--rtol must be"),
     (["digits", "--network", "resnet"], "invalid choice: 'resnet'"),
 ])
 def test_bad_arguments_exit_nonzero_with_message(args, message):

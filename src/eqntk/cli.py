@@ -112,7 +112,7 @@ def cmd_qm9(args) -> int:
         radial=args.radial, n_radial=args.n_radial, radial_scaling=args.radial_scaling, cutoff=args.cutoff,
         nonlinearity=args.nonlinearity, gamma=args.gamma, normalize=args.normalize,
         dtype=args.dtype, source=args.data, store=args.store, progress=not args.no_progress,
-        landmarks=args.landmarks,
+        landmarks=args.landmarks, rtol=args.rtol,
     )
     return _run_experiment(qm9, cfg, args.out, "qm9")
 
@@ -278,6 +278,9 @@ def _add_qm9(sub):
                         "(pip install 'eqntk[qm9]'); or an .npz file")
     q.add_argument("--store", default=None, metavar="DIR",
                    help="keep finished kernel tiles here; re-running the same command resumes from them")
+    q.add_argument("--rtol", type=_positive_float("--rtol"), default=None, metavar="R",
+                   help="choose the SO3Pool oversampling (overriding --oversampling) so that the atom kernel's "
+                        "estimated relative error on 16 training atoms is at most R (eqntk.core.accuracy)")
     q.add_argument("--landmarks", type=_positive_int("--landmarks"), default=None, metavar="M",
                    help="landmark (Nystrom) regression on M atoms of the training molecules: only molecule x "
                         "landmark and landmark x landmark kernels are computed (cost ~ N atoms x M instead of N^2)")

@@ -89,6 +89,7 @@ class QM9Config:
     dtype: str = "float32"      # dtype of the kernel computation (regression: float64 when x64 is on)
     source: Optional[str] = None  # None: embedded 5k subset; 'qm9pack'; a path
     landmarks: Optional[int] = None  # Nyström regression on this many landmark atoms of the training molecules
+    rtol: Optional[float] = None  # choose the SO3Pool oversampling for this accuracy on training atoms (overrides it)
     tile: int = 128
     store: Optional[str] = None
     progress: Optional[bool] = None
@@ -116,6 +117,8 @@ class QM9Config:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {self.nonlinearity!r}")
         if not (self.gamma > 0 and np.isfinite(self.gamma)):
             raise ValueError(f"gamma must be a finite number > 0, got {self.gamma}")
+        if self.rtol is not None and not (np.isfinite(self.rtol) and 0 < self.rtol < 1):
+            raise ValueError(f"rtol must be None or a number in (0, 1), got {self.rtol!r}")
         if self.landmarks is not None and not (isinstance(self.landmarks, (int, np.integer)) and self.landmarks >= 1):
             raise ValueError(f"landmarks must be None or an integer >= 1, got {self.landmarks!r}")
         self.environment_spec()  # the environment settings raise here, before any data is loaded
@@ -326,6 +329,20 @@ def run(cfg: QM9Config, log=print) -> dict:
     y_pool, y_test = y_all[pool_idx], y_all[test_idx]
     c_pool, c_test = element_counts(pool), element_counts(test)
     rows = baseline_rows(y_pool, y_test, c_pool, c_test, train_idx, cfg.n_train)
+    accuracy = None
+    if cfg.rtol is not None and "so3" in cfg.kernels:
+        from ..core.accuracy import choose_oversampling
+
+        n_ch = x_pool.shape[2]
+        build = lambda o: networks(dataclasses.replace(cfg, oversampling=o, kernels=("so3",)), n_ch)["so3"][0]  # noqa: E731
+        lo = int(pool.offsets[cfg.n_val])  # training atoms only
+        with timer("choose_oversampling"):
+            choice = choose_oversampling(build, x_pool[lo:], cfg.rtol, seed=cfg.seed)
+        cfg = dataclasses.replace(cfg, oversampling=choice.oversampling)
+        accuracy = {"rtol": cfg.rtol, "oversampling": choice.oversampling, "estimate": choice.estimate,
+                    "estimates": [list(e) for e in choice.estimates], "sampled_atoms": 16}
+        log(f"oversampling {choice.oversampling:g} for rtol {cfg.rtol:g}: estimated relative error "
+            f"{choice.estimate:.1e} on 16 training atoms")
     nets = networks(cfg, x_pool.shape[2])
     lm = x_lm = None
     if cfg.landmarks is not None:  # landmark atoms from the training molecules only (never validation/test)
@@ -366,6 +383,7 @@ def run(cfg: QM9Config, log=print) -> dict:
     return {"experiment": "qm9", "config": config, "results": rows,
             "split": {"test_ids": ms.ids[test_idx].tolist(), "pool_ids": ms.ids[pool_idx].tolist(),
                       "n_atoms_pool": int(pool.n_atoms_total), "n_atoms_test": int(test.n_atoms_total)},
+            "accuracy": accuracy,
             "seconds": {**timer.seconds, "total": timer.total}, "environment": environment_info()}
 
 
