@@ -47,26 +47,26 @@ class SpatialKernel:
     """``N_d(t, u)`` for a batch of pairs.
 
     ``nngp``, ``ntk``: ``(*B, |G|, H, W, H, W)`` (ntk may be ``None``).
-    ``var_a``: ``(*Ba, H, W)``, per-pixel variances of the first inputs,
-    ``var_b``: ``(*Bb, H, W)``, of the transformed second inputs ``T_d x'``;
+    ``var1``: ``(*Ba, H, W)``, per-pixel variances of the first inputs,
+    ``var2``: ``(*Bb, H, W)``, of the transformed second inputs ``T_d x'``;
     ``Ba``, ``Bb`` broadcast to ``(*B, |G|)``.
     """
 
     nngp: jax.Array
     ntk: Optional[jax.Array]
-    var_a: jax.Array
-    var_b: jax.Array
+    var1: jax.Array
+    var2: jax.Array
 
     def pointwise(self, m) -> "SpatialKernel":
-        nngp, ntk = m.kernel(self.nngp, self.ntk, _spatial(self.var_a), self.var_b[..., None, None, :, :])
-        return SpatialKernel(nngp, ntk, m.var(self.var_a), m.var(self.var_b))
+        nngp, ntk = m.kernel(self.nngp, self.ntk, _spatial(self.var1), self.var2[..., None, None, :, :])
+        return SpatialKernel(nngp, ntk, m.var(self.var1), m.var(self.var2))
 
     def conv(self, q: int, padding: str, w2: float, b2: float) -> "SpatialKernel":
         """``K' = w² A[K] + b²``, ``Θ' = K' + w² A[Θ]``."""
         nngp = w2 * window_mean(self.nngp, q, padding) + b2
         ntk = None if self.ntk is None else nngp + w2 * window_mean(self.ntk, q, padding)
-        va = w2 * window_mean_diag(self.var_a, q, padding) + b2
-        vb = w2 * window_mean_diag(self.var_b, q, padding) + b2
+        va = w2 * window_mean_diag(self.var1, q, padding) + b2
+        vb = w2 * window_mean_diag(self.var2, q, padding) + b2
         return SpatialKernel(nngp, ntk, va, vb)
 
     def pooled(self):

@@ -16,7 +16,7 @@ whole grid, and never on a ``(g, g')`` grid.
 
 Each input's self-variance ``ψ_ff(e)`` is needed by the nonlinearities and is
 changed by projections, so the self pairs ``(f, f)`` of the tile's rows and
-columns travel alongside (``diag1``, ``diag2``).
+columns travel alongside (``self1``, ``self2``).
 """
 
 from __future__ import annotations
@@ -180,18 +180,18 @@ Base = Union[LiftBase, FourierBase]
 class PairFunction:
     """A base function plus the pointwise maps applied to it since (in order).
 
-    ``var_left[i]``, ``var_right[i]``: variances of the two inputs of each pair
+    ``var1[i]``, ``var2[i]``: variances of the two inputs of each pair
     just before map ``i``, broadcastable to the pair shape.
     """
 
     base: Base
     maps: tuple = ()
-    var_left: tuple = ()
-    var_right: tuple = ()
+    var1: tuple = ()
+    var2: tuple = ()
 
-    def then(self, m, var_left, var_right) -> "PairFunction":
-        return PairFunction(self.base, self.maps + (m,), self.var_left + (var_left,),
-                            self.var_right + (var_right,))
+    def then(self, m, var1, var2) -> "PairFunction":
+        return PairFunction(self.base, self.maps + (m,), self.var1 + (var1,),
+                            self.var2 + (var2,))
 
     @property
     def nonlinear(self) -> bool:
@@ -218,7 +218,7 @@ def integrate(pf: PairFunction, L_out: int, oversampling: float):
     def body(carry, x):
         xb, ab = x
         nngp, ntk = slice_fn(xb)
-        for m, vl, vr in zip(pf.maps, pf.var_left, pf.var_right):
+        for m, vl, vr in zip(pf.maps, pf.var1, pf.var2):
             nngp, ntk = m.kernel(nngp, ntk, vl[..., None, None], vr[..., None, None])
         return carry, (analyse(nngp, ab), None if ntk is None else analyse(ntk, ab))
 
@@ -245,8 +245,8 @@ class SO3Pairs:
     """State of a tile after an SO(3) lift: cross pairs, self pairs of rows and columns, variances."""
 
     cross: PairFunction  # pair shape (t1, t2)
-    diag1: PairFunction  # (t1,)
-    diag2: PairFunction  # (t2,)
+    self1: PairFunction  # (t1,)
+    self2: PairFunction  # (t2,)
     var1: jax.Array
     var2: jax.Array
     with_ntk: bool
@@ -261,8 +261,8 @@ class SO3Pairs:
         return dataclasses.replace(
             self,
             cross=self.cross.then(m, v1[:, None], v2[None, :]),
-            diag1=self.diag1.then(m, v1, v1),
-            diag2=self.diag2.then(m, v2, v2),
+            self1=self.self1.then(m, v1, v1),
+            self2=self.self2.then(m, v2, v2),
             var1=m.var(v1),
             var2=m.var(v2),
         )
@@ -270,7 +270,7 @@ class SO3Pairs:
     def conv(self, L_out: int, W_std: float, b_std: Optional[float], oversampling: float) -> "SO3Pairs":
         """Group convolution with a white filter of bandlimit ``L_out``: ``K' = W² P_L K + b²``."""
         cost = self.cost
-        for pf in (self.cross, self.diag1):
+        for pf in (self.cross, self.self1):
             cost = cost.max(*integrate_cost(pf, L_out, oversampling))
         w2, b2 = W_std**2, (0.0 if b_std is None else b_std**2)
         c = L_out - 1
@@ -282,18 +282,18 @@ class SO3Pairs:
             return PairFunction(FourierBase(n, t, L_out))
 
         cross = new(self.cross, self.with_ntk)
-        d1 = new(self.diag1, False)
-        d2 = new(self.diag2, False)
+        d1 = new(self.self1, False)
+        d2 = new(self.self2, False)
         return SO3Pairs(cross, d1, d2, _trace(d1.base.nngp), _trace(d2.base.nngp), self.with_ntk, cost)
 
     def pool(self, oversampling: float) -> InvariantKernel:
         """Mean over SO(3) (the degree-0 coefficient)."""
         cost = self.cost
-        for pf in (self.cross, self.diag1):
+        for pf in (self.cross, self.self1):
             cost = cost.max(*integrate_cost(pf, 1, oversampling))
         n, t = integrate(self.cross, 1, oversampling)
-        d1, _ = integrate(self.diag1, 1, oversampling)
-        d2, _ = integrate(self.diag2, 1, oversampling)
+        d1, _ = integrate(self.self1, 1, oversampling)
+        d2, _ = integrate(self.self2, 1, oversampling)
         return InvariantKernel(
             nngp=n[..., 0, 0, 0],
             ntk=None if t is None else t[..., 0, 0, 0],
