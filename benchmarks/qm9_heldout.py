@@ -100,6 +100,9 @@ def main(argv=None):
     p.add_argument("--n-mol", type=int, default=3000, help="held-out molecules written to --npz")
     p.add_argument("--draw-seed", type=int, default=0)
     p.add_argument("--npz", default=os.path.join(tempfile.gettempdir(), "eqntk_qm9_heldout.npz"))
+    p.add_argument("--data", default=None, metavar="NPZ",
+                   help="run on this QM9 file as it is instead of drawing held-out molecules (the same CLI + "
+                        "FCHL19-on-its-split comparison, e.g. with --cli-args --landmarks M)")
     p.add_argument("--n-train", type=int, nargs="+", default=[200, 1000])
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[], help="more arguments for eqntk qm9")
@@ -108,8 +111,11 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/qm9_heldout.json")
     args = p.parse_args(argv)
 
-    ms = heldout_set(args.n_mol, args.exclude, args.draw_seed)
-    ms.save_npz(args.npz)
+    if args.data is None:
+        ms = heldout_set(args.n_mol, args.exclude, args.draw_seed)
+        ms.save_npz(args.npz)
+    else:
+        args.npz = args.data
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["eqntk", "qm9", "--data", args.npz, "--n-train", *map(str, args.n_train),
                "--n-test", str(args.n_test), "--kernel", "so3", "--out", tmp, *args.cli_args]
