@@ -17,8 +17,7 @@ The solve never forms the normal equations ``K_mn K_nm + λ K_mm`` (condition nu
    ``μ ≤ rcond · μ_max`` are dropped (``r ≤ m`` kept; default ``rcond = m·eps``, the
    pseudo-inverse cutoff of :func:`eqntk.linalg.spectrum`). Small directions carry kernel noise
    amplified by ``μ^{-1/2}``, but the ridge damps them; a larger ``rcond`` (``≈ δ²`` for a kernel
-   accurate to ``δ``) discards them instead. On QM9 environments the default was as good as any
-   larger cutoff on validation molecules (``benchmarks/qm9_landmarks.py --rcond``);
+   accurate to ``δ``) discards them instead (``benchmarks/qm9_landmarks.py --rcond`` compares cutoffs);
 2. features ``Φ = K_nm V_r diag(μ_r)^{-1/2}`` ``(n, r)``, so that ``K̃ = Φ Φᵀ``;
 3. the thin SVD ``Φ = U diag(s) Wᵀ`` once; then for every ridge ``λ`` (a whole validation grid
    from one factorisation) ``α = V_r μ_r^{-1/2} W diag(s / (s² + λ)) Uᵀ y``.
