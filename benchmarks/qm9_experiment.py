@@ -216,14 +216,19 @@ def _select_fchl19(pool, yp, c, splits, sigmas, mae) -> dict:
     return row
 
 
+def seed_split(n_pool: int, seed: int, n_val: int):
+    """``(val, train)`` indices of one split of the pool: a permutation drawn with ``1000 + seed``."""
+    perm = np.random.default_rng(1000 + seed).permutation(n_pool)
+    return perm[:n_val], perm[n_val:]
+
+
 def seed_rows(grams, yp, yt, cp, ct, seed, n_val, n_train):
     """One split of the curve: ``(rows, val, train)``, rows for the baseline and every network of ``grams``.
 
     The split: a permutation of the pool drawn with ``1000 + seed``; its first ``n_val`` are the
     validation molecules, the rest the nested training sets.
     """
-    perm = np.random.default_rng(1000 + seed).permutation(len(yp))
-    val, train = perm[:n_val], perm[n_val:]
+    val, train = seed_split(len(yp), seed, n_val)
     rows = qm9.baseline_rows(yp, yt, cp, ct, train, n_train)
     for name, (gp, gt, _) in grams.items():
         rows += qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, n_train, DEFAULT_RIDGES, name,

@@ -87,9 +87,7 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/qm9_fchl19.json")
     args = p.parse_args(argv)
 
-    ms = D.load_qm9(args.data)
-    y = D.atomization_energy(ms, "U0", unit="eV")
-    test_idx, pool_idx = qm9.split_qm9(len(ms), args.pool, args.n_test, args.split_seed, args.test_seed)
+    ms, y, test_idx, pool_idx = qx._data(args, args.pool, args.n_test)
     pool, test = ms.subset(pool_idx), ms.subset(test_idx)
     print(f"pool {len(pool)} molecules ({pool.n_atoms_total} atoms), test {len(test)} ({test.n_atoms_total} atoms), "
           f"load average {harness.load_average()}", flush=True)

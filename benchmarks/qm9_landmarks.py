@@ -54,9 +54,7 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/qm9_landmarks.json")
     args = p.parse_args(argv)
 
-    ms = D.load_qm9(args.data)
-    y = D.atomization_energy(ms, "U0", unit="eV")
-    test_idx, pool_idx = qm9.split_qm9(len(ms), args.pool, args.n_test, args.split_seed, args.test_seed)
+    ms, y, test_idx, pool_idx = qx._data(args, args.pool, args.n_test)
     pool, test = ms.subset(pool_idx), ms.subset(test_idx)
     yp, yt = y[pool_idx], y[test_idx]
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
@@ -74,8 +72,7 @@ def main(argv=None):
     rtol_mol, rtol_atoms = psd_tolerance("float32"), psd_tolerance("float32", atoms=True)
     rows, n_max = [], max(args.n_train)
     for seed in args.seeds:
-        perm = np.random.default_rng(1000 + seed).permutation(len(pool))  # as qm9_experiment.seed_rows
-        val, train = perm[: args.n_val], perm[args.n_val:]
+        val, train = qx.seed_split(len(pool), seed, args.n_val)
         for r in qm9.evaluate_curve(gp, gt, yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, "exact",
                                     rtol_mol):
             rows.append({**r, "seed": seed, "landmarks": None})
