@@ -66,3 +66,59 @@ def test_unreachable_rtol_and_bad_arguments_raise():
         choose_oversampling(build, x, 1e-3, levels=(3, 2))
     with pytest.raises(ValueError, match="rtol"):
         choose_oversampling(build, x, 0.0)
+
+
+# --- kernel_fn(..., rtol=) and at_rtol: the same choice applied to a whole network ---
+
+from eqntk.augment import augment  # noqa: E402
+from eqntk.core.accuracy import at_rtol  # noqa: E402
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0])
+def test_kernel_fn_rtol_meets_the_request_against_a_fine_grid(scale):
+    x = _x(scale)
+    kfn = _build(stax.Erf)(3.0)  # the default grid, replaced by the requested accuracy
+    got = kfn(x, None, ("nngp", "ntk"), rtol=1e-4)
+    ref = _reference("erf", scale)
+    for kind in ("nngp", "ntk"):
+        r, g = np.asarray(getattr(ref, kind)), np.asarray(getattr(got, kind))
+        assert np.max(np.abs(g - r)) / np.max(np.abs(r)) <= 1e-4, kind
+
+
+def test_at_rtol_regrids_every_quadrature_layer_of_a_deep_network():
+    x = np.random.default_rng(4).normal(size=(6, L * L, 2))
+    net = lambda o1, o2: stax.serial(stax.S2ConvSO3(2, L), stax.Erf(), stax.SO3ConvSO3(2, 3, oversampling=o1),  # noqa: E731
+                                     stax.Erf(), stax.SO3Pool(oversampling=o2), stax.Dense(1))[2]
+    kfn, choice = at_rtol(net(2.0, 2.0), x, rtol=1e-3, get="ntk")
+    o = choice.oversampling
+    assert kfn.fingerprint() == net(o, o).fingerprint() != net(2.0, 2.0).fingerprint()
+    np.testing.assert_allclose(np.asarray(kfn(x, None, "ntk")), np.asarray(net(o, o)(x, None, "ntk")), rtol=0, atol=0)
+    # cross kernels sample both arguments; x2 of another scale changes nothing about the contract
+    x2 = 2.0 * np.random.default_rng(5).normal(size=(5, L * L, 2))
+    k12 = net(2.0, 2.0)(x, x2, "nngp", rtol=1e-3)
+    ref = net(16.0, 16.0)(x, x2, "nngp")
+    assert np.max(np.abs(np.asarray(k12) - np.asarray(ref))) <= 1e-3 * np.max(np.abs(np.asarray(ref)))
+
+
+def test_rtol_on_a_network_without_group_quadrature_is_exact_and_unchanged():
+    x = np.random.default_rng(6).normal(size=(5, 7))
+    kfn = stax.serial(stax.Dense(3), stax.Relu(), stax.Dense(1))[2]
+    same, choice = at_rtol(kfn, x, rtol=1e-8)
+    assert same is kfn and choice is None
+    np.testing.assert_array_equal(np.asarray(kfn(x, None, "ntk", rtol=1e-8)), np.asarray(kfn(x, None, "ntk")))
+
+
+def test_augment_rtol_regrids_the_inner_kernel_and_refuses_so3_averaging():
+    x = np.random.default_rng(7).normal(size=(5, L * L, 2))
+    build = _build(stax.Erf)
+    k_inv = augment(build(2.0), "inversion")
+    inner, _ = at_rtol(build(2.0), x, rtol=1e-5, get="nngp")
+    np.testing.assert_allclose(np.asarray(k_inv(x, None, "nngp", rtol=1e-5)),
+                               np.asarray(augment(inner, "inversion")(x, None, "nngp")), rtol=0, atol=0)
+    mlp = stax.serial(stax.Dense(2), stax.Erf(), stax.Dense(1))[2]
+    with pytest.raises(ValueError, match="averaging quadrature"):
+        augment(mlp, "so3")(x.reshape(5, L * L, 2), None, "nngp", rtol=1e-5)
+    with pytest.raises(ValueError, match="eqntk kernel_fn"):
+        at_rtol(lambda a, b=None, get=None: a, x, rtol=1e-3)
+    with pytest.raises(ValueError, match="rtol"):
+        build(2.0)(x, None, "nngp", rtol=-1.0)

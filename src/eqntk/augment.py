@@ -135,7 +135,10 @@ def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], 
     """The group-averaged kernel ``(1/|G|) Σ_g k(x, g·x')`` of ``kernel_fn`` (see module docs).
 
     Returns ``k_aug(x1, x2=None, get=None, **kwargs)`` with ``kernel_fn``'s conventions
-    (``get`` a string → an array; a tuple or ``None`` → a named tuple). Cost: ``|G|`` (or the
+    (``get`` a string → an array; a tuple or ``None`` → a named tuple). ``rtol=`` chooses the
+    grid of ``kernel_fn``'s own group quadratures once, on a sample of ``x1`` and ``x2``
+    (:func:`eqntk.core.accuracy.at_rtol`); it is refused for ``'so3'`` and ``'o3'``, whose
+    averaging quadrature is set by ``oversampling`` / ``grid_bandlimit``. Cost: ``|G|`` (or the
     number of quadrature points) evaluations of ``kernel_fn``. With ``store=DIR`` each chunk of
     group elements keeps its tiles in its own sub-store ``DIR/chunk_<first element>``.
     """
@@ -161,11 +164,20 @@ def augment(kernel_fn: Callable, group: Union[str, Sequence[Callable], object], 
         chunk = max(1, min(n_g, int(2e7 // max(n1 * n2, 1))))
         acc = None
         store = kwargs.pop("store", None)
+        rtol = kwargs.pop("rtol", None)
+        inner = kernel_fn
+        if rtol is not None:
+            if L is not None:
+                raise ValueError(f"augment(..., {group!r}): rtol does not cover the averaging quadrature over "
+                                 "SO(3); set its accuracy with oversampling= (or grid_bandlimit=)")
+            from .core.accuracy import at_rtol
+
+            inner = at_rtol(kernel_fn, x1, None if x2 is None else x2v, rtol=rtol, get=kinds)[0]
         for s in range(0, n_g, chunk):
             idx = np.arange(s, min(s + chunk, n_g))
             if store is not None:  # each chunk is its own computation (other inputs)
                 kwargs["store"] = os.path.join(os.fspath(store), f"chunk_{s}")
-            k = kernel_fn(x1, transform(x2v, idx), get=kinds, **kwargs)
+            k = inner(x1, transform(x2v, idx), get=kinds, **kwargs)
             vals = [np.einsum("igj,g->ij", np.asarray(getattr(k, name)).reshape(n1, len(idx), n2), weights[idx])
                     for name in kinds]
             acc = vals if acc is None else [a + v for a, v in zip(acc, vals)]

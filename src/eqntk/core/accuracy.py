@@ -13,6 +13,9 @@ nonlinearity, so no fixed default suits every use. :func:`choose_oversampling` m
    ``e_{j+1} ≤ e_j ≤ δ_j + e_{j+1}``, and for exponential convergence ``e_{j+1} ≪ e_j``, so
    ``δ_j`` estimates ``e_j``, an upper bound of the returned level's error.
 
+:func:`at_rtol` applies it to a network: ``kernel_fn.regrid(o)`` is the same network with every
+group-quadrature layer on the grid ``o``, and ``kernel_fn(x1, x2, rtol=...)`` calls it.
+
 The estimate is over the sampled pairs: pairs outside the sample (larger inputs, say) can be
 less accurate; sample the inputs you will use. ``tests/test_accuracy.py`` checks that the
 returned level meets ``rtol`` against a much finer grid, for several input scales and
@@ -27,7 +30,7 @@ import numpy as np
 
 from .checks import check_int, check_real
 
-__all__ = ["OversamplingChoice", "choose_oversampling", "DEFAULT_LEVELS"]
+__all__ = ["OversamplingChoice", "choose_oversampling", "at_rtol", "DEFAULT_LEVELS"]
 
 #: The default ladder of oversampling factors.
 DEFAULT_LEVELS = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
@@ -96,3 +99,48 @@ def choose_oversampling(build: Callable[[float], Callable], x, rtol: float, *,
         prev = cur
     raise ValueError(f"no oversampling in {levels} reaches rtol={rtol:g} on the sampled inputs: estimates "
                      + ", ".join(f"{o:g}: {d:.1e}" for o, d in estimates) + "; pass finer levels")
+
+
+def at_rtol(kernel_fn, x1, x2=None, *, rtol: float, get=None, levels: Sequence[float] = DEFAULT_LEVELS,
+            n_sample: int = 16, seed: int = 0):
+    """``kernel_fn`` with its group quadratures on the coarsest grid that reaches ``rtol``.
+
+    Args:
+        kernel_fn: an eqntk :class:`~eqntk.core.layers.KernelFn` (``stax.serial(...)[2]``).
+        x1: ``(N1, ...)`` inputs; x2: ``(N2, ...)`` inputs or ``None``. The sample of
+            :func:`choose_oversampling` (``n_sample`` inputs) is drawn from both, half each.
+        rtol: requested relative accuracy (max norm over the sampled Gram), > 0.
+        get: outputs that must meet it (``'nngp'``, ``'ntk'``, a tuple, or ``None`` for both).
+        levels, n_sample, seed: as in :func:`choose_oversampling`; every quadrature layer of the
+            network takes the same level.
+
+    Returns:
+        ``(kernel_fn_at_level, choice)``: the network at the chosen oversampling and its
+        :class:`OversamplingChoice`; ``(kernel_fn, None)`` when the network has no group
+        quadrature (its kernel is exact: nothing to choose).
+
+    Raises:
+        ValueError: bad arguments, or no level reaches ``rtol`` (see :func:`choose_oversampling`).
+    """
+    rtol = check_real("at_rtol", "rtol", rtol, lo=0.0, strict=True)
+    if not hasattr(kernel_fn, "regrid"):
+        raise ValueError("at_rtol needs an eqntk kernel_fn (stax.serial(...)[2]); for augment(), choose the "
+                         "inner kernel_fn's grid first")
+    regrid = kernel_fn.regrid
+    if regrid is None:
+        return kernel_fn, None
+    kinds = ("nngp", "ntk") if get is None else ((get,) if isinstance(get, str) else tuple(get))
+    x1 = np.asarray(x1)
+    if x2 is None:
+        x = x1
+    else:
+        x2 = np.asarray(x2)
+        if x2.shape[1:] != x1.shape[1:]:
+            raise ValueError(f"at_rtol: x1 and x2 have different shapes per sample, {x1.shape[1:]} and {x2.shape[1:]}")
+        n_sample = check_int("at_rtol", "n_sample", n_sample)
+        rng = np.random.default_rng(seed)
+        half = n_sample // 2
+        x = np.concatenate([x1[rng.choice(len(x1), min(len(x1), n_sample - half), replace=False)],
+                            x2[rng.choice(len(x2), min(len(x2), half), replace=False)]])
+    choice = choose_oversampling(regrid, x, rtol, levels=levels, get=kinds, n_sample=n_sample, seed=seed)
+    return regrid(choice.oversampling), choice

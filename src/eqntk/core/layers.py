@@ -6,7 +6,7 @@ kernel_fn = layer`` works as in neural-tangents):
 * ``init_fn(key, input_shape) -> (output_shape, params)``
 * ``apply_fn(params, x) -> y`` — the finite-width network (NTK parameterisation:
   parameters are standard normal, scaled in the forward pass)
-* ``kernel_fn(x1, x2=None, get=None, *, memory_budget, tile_size, progress)``
+* ``kernel_fn(x1, x2=None, get=None, *, memory_budget, tile_size, progress, rtol, ...)``
   — the infinite-width NNGP / NTK, a :class:`KernelFn`.
 
 This module holds the group-agnostic layers (``Dense``, nonlinearities) and
@@ -79,10 +79,20 @@ class KernelFn:
             with a ``store``, this process's own devices: the processes then divide the tiles
             among themselves through the store (each tile computed once, by one process) and each
             returns the whole matrix. Without a store they compute every tile together.
+        rtol: requested relative accuracy of the group quadratures (``SO3Pool``,
+            ``SO3ConvSO3``): every such layer's ``oversampling`` is replaced by the coarsest
+            level that reaches ``max|K − K_exact| ≤ rtol · max|K_exact|`` on a sample of
+            the inputs, by :func:`eqntk.core.accuracy.at_rtol` (which also returns the
+            estimate; the call here logs it on the ``eqntk`` logger at INFO). Raises when no
+            level of the ladder reaches it. Networks without group quadrature are exact and
+            ignore it (1-D Gauss–Hermite nonlinearities keep their own ``n_quadrature``).
 
     The computation runs in the dtype of the inputs (float64 when JAX's x64
     mode is on and the inputs are float64; float32 otherwise; float16/bfloat16 inputs in
     float32, with a warning).
+
+    ``regrid(oversampling) -> KernelFn`` is the same network with every group-quadrature layer
+    on the grid of ``oversampling`` (``None``: the network has no such layer); ``rtol`` uses it.
 
     ``name`` is for display only. ``spec`` identifies the computation structurally (every
     layer's type and parameters; see :mod:`eqntk.core.fingerprint`); a tile store keys on its
@@ -93,6 +103,7 @@ class KernelFn:
     op: Callable
     name: str = "kernel_fn"
     spec: Any = dataclasses.field(default=None, compare=False)
+    regrid: Optional[Callable[[float], "KernelFn"]] = dataclasses.field(default=None, compare=False, repr=False)
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def identity(self) -> Any:
@@ -170,7 +181,19 @@ class KernelFn:
 
     def __call__(self, x1, x2=None, get=None, *, memory_budget: float = DEFAULT_MEMORY_BUDGET,
                  tile_size: Optional[int] = None, progress: Optional[bool] = None,
-                 store: Optional[str] = None, devices=None):
+                 store: Optional[str] = None, devices=None, rtol: Optional[float] = None):
+        if rtol is not None:
+            import logging
+
+            from .accuracy import at_rtol
+
+            kfn, choice = at_rtol(self, x1, x2, rtol=rtol, get=get)
+            if choice is not None:
+                logging.getLogger("eqntk").info(
+                    "%s: oversampling %g for rtol %g (estimated relative error %.1e)", self.name,
+                    choice.oversampling, rtol, choice.estimate)
+            return kfn(x1, x2, get, memory_budget=memory_budget, tile_size=tile_size, progress=progress,
+                       store=store, devices=devices)
         kinds, single = _canonical_get(get)
         with_ntk = "ntk" in kinds
         x1, x2 = check_inputs(x1, x2)
@@ -251,7 +274,12 @@ def serial(*layers) -> Layer:
 
     names = "→".join(getattr(l.kernel_fn, "name", "?") for l in layers)
     spec = ("serial", tuple(l.kernel_fn.identity() for l in layers))
-    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec))
+    regrid = None
+    if any(l.kernel_fn.regrid is not None for l in layers):
+        def regrid(oversampling: float) -> KernelFn:
+            return serial(*(l if l.kernel_fn.regrid is None else l._replace(kernel_fn=l.kernel_fn.regrid(oversampling))
+                            for l in layers)).kernel_fn
+    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec, regrid=regrid))
 
 
 def map_values(x, fn: Callable, linear: bool = False):

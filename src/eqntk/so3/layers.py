@@ -155,7 +155,8 @@ def SO3ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opt
         return _check_so3_state("SO3ConvSO3", state).conv(L, W_std, b_std, osf)
 
     return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std}, oversampling={osf})",
-                                             spec=("SO3ConvSO3", out_channels, L, W_std, b_std, osf)))
+                                             spec=("SO3ConvSO3", out_channels, L, W_std, b_std, osf),
+                                             regrid=lambda o: SO3ConvSO3(out_channels, L, W_std, b_std, o).kernel_fn))
 
 
 def SO3Pool(oversampling: float = 3.0) -> Layer:
@@ -175,4 +176,5 @@ def SO3Pool(oversampling: float = 3.0) -> Layer:
     def op(state):
         return _check_so3_state("SO3Pool", state).pool(osf)
 
-    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3Pool(oversampling={osf})", spec=("SO3Pool", osf)))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3Pool(oversampling={osf})", spec=("SO3Pool", osf),
+                                             regrid=lambda o: SO3Pool(o).kernel_fn))
