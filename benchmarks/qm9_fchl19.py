@@ -77,6 +77,54 @@ def local_gaussian_kernels(X1, Z1, mol1, X2, Z2, mol2, n1, n2, sigmas, block=409
     return out
 
 
+def fchl19_grams(pool, test, sigmas, n_check: int, time_qmllib: bool = False):
+    """FCHL19 Grams of ``pool`` × ``pool`` and ``test`` × ``pool`` for every σ, checked against qmllib.
+
+    Returns ``(f_pool, f_test, seconds, check_err)``: ``{σ: (P, P)}``, ``{σ: (T, P)}``, the
+    seconds of the representations and of the Grams, and the max relative difference of the
+    BLAS kernel to qmllib's own ``get_local_kernel`` on ``n_check`` molecules of each set (the
+    run stops if it is not below 1e-10).
+    """
+    seconds = {}
+    rep_p, rep_t, extras = fchl19_representations(pool, test, n_check, sigmas, time_qmllib)
+    seconds["fchl19_representations"] = float(extras["rep_seconds"])
+    t1 = time.perf_counter()
+    mp, mt = pool.molecule_index, test.molecule_index
+    f_pool = local_gaussian_kernels(rep_p, pool.Z, mp, rep_p, pool.Z, mp, len(pool), len(pool), sigmas)
+    f_test = local_gaussian_kernels(rep_t, test.Z, mt, rep_p, pool.Z, mp, len(test), len(pool), sigmas)
+    seconds["fchl19_grams_blas_all_sigmas"] = time.perf_counter() - t1
+    if "kernel_seconds" in extras:
+        seconds["fchl19_qmllib_kernel_pool_all_sigmas"] = float(extras["kernel_seconds"])
+    n = n_check
+    cp_, ct_ = pool.subset(np.arange(n)), test.subset(np.arange(n))
+    check = local_gaussian_kernels(rep_p[: cp_.n_atoms_total], cp_.Z, cp_.molecule_index,
+                                   rep_t[: ct_.n_atoms_total], ct_.Z, ct_.molecule_index, n, n, sigmas)
+    # qmllib 1.2.0's get_local_kernel(X1, X2, ...) hands back the transpose of its documented (N1, N2) matrix
+    # (its Fortran fills kernel(b, a)): compare with that, and stop if the two kernels differ
+    check_err = max(float(np.max(np.abs(check[s] - extras[f"check_{s:g}"].T)) / np.max(np.abs(extras[f"check_{s:g}"])))
+                    for s in sigmas)
+    if not check_err < 1e-10:
+        raise SystemExit(f"the BLAS local kernel differs from qmllib's by {check_err:.1e} (relative): not FCHL19's kernel")
+    return f_pool, f_test, seconds, check_err
+
+
+def fchl19_rows(f_pool, f_test, yp, yt, cp, ct, val, train, n_train, sigmas) -> list:
+    """FCHL19 test rows per training size, σ and the ridge chosen on the validation molecules ``val``.
+
+    Arguments as :func:`eqntk.experiments.qm9.evaluate_curve`'s, with ``{σ: Gram}`` dicts from
+    :func:`fchl19_grams`; each row carries its ``sigma``.
+    """
+    by_sigma = {s: qm9.evaluate_curve({"ntk": f_pool[s], "nngp": f_pool[s]}, {"ntk": f_test[s], "nngp": f_test[s]},
+                                      yp, yt, cp, ct, val, train, n_train, DEFAULT_RIDGES, "fchl19")
+                for s in sigmas}
+    rows = []
+    for n in n_train:
+        cands = [(s, r) for s in sigmas for r in by_sigma[s] if r["n_train"] == n and r["kernel"] == "fchl19_ntk"]
+        s, r = min(cands, key=lambda sr: sr[1]["val_mae_meV"])
+        rows.append({**r, "kernel": "fchl19", "sigma": s})
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     qx.add_split_arguments(p)
@@ -91,29 +139,8 @@ def main(argv=None):
     pool, test = ms.subset(pool_idx), ms.subset(test_idx)
     print(f"pool {len(pool)} molecules ({pool.n_atoms_total} atoms), test {len(test)} ({test.n_atoms_total} atoms), "
           f"load average {harness.load_average()}", flush=True)
-    seconds = {}
 
-    # FCHL19
-    t0 = time.perf_counter()
-    rep_p, rep_t, extras = fchl19_representations(pool, test, args.check, args.sigmas, args.time_qmllib)
-    seconds["fchl19_representations"] = float(extras["rep_seconds"])
-    t1 = time.perf_counter()
-    mp, mt = pool.molecule_index, test.molecule_index
-    f_pool = local_gaussian_kernels(rep_p, pool.Z, mp, rep_p, pool.Z, mp, len(pool), len(pool), args.sigmas)
-    f_test = local_gaussian_kernels(rep_t, test.Z, mt, rep_p, pool.Z, mp, len(test), len(pool), args.sigmas)
-    seconds["fchl19_grams_blas_all_sigmas"] = time.perf_counter() - t1
-    if "kernel_seconds" in extras:
-        seconds["fchl19_qmllib_kernel_pool_all_sigmas"] = float(extras["kernel_seconds"])
-    n = args.check
-    cp_, ct_ = pool.subset(np.arange(n)), test.subset(np.arange(n))
-    check = local_gaussian_kernels(rep_p[: cp_.n_atoms_total], cp_.Z, cp_.molecule_index,
-                                   rep_t[: ct_.n_atoms_total], ct_.Z, ct_.molecule_index, n, n, args.sigmas)
-    # qmllib 1.2.0's get_local_kernel(X1, X2, ...) hands back the transpose of its documented (N1, N2) matrix
-    # (its Fortran fills kernel(b, a)): compare with that, and stop if the two kernels differ
-    check_err = max(float(np.max(np.abs(check[s] - extras[f"check_{s:g}"].T)) / np.max(np.abs(extras[f"check_{s:g}"])))
-                    for s in args.sigmas)
-    if not check_err < 1e-10:
-        raise SystemExit(f"the BLAS local kernel differs from qmllib's by {check_err:.1e} (relative): not FCHL19's kernel")
+    f_pool, f_test, seconds, check_err = fchl19_grams(pool, test, args.sigmas, args.check, args.time_qmllib)
     print(f"FCHL19: representations {seconds['fchl19_representations']:.1f} s, Grams (BLAS, {len(args.sigmas)} σ) "
           f"{seconds['fchl19_grams_blas_all_sigmas']:.1f} s; max relative difference to qmllib's kernel "
           f"{check_err:.1e}", flush=True)
@@ -122,7 +149,6 @@ def main(argv=None):
     qargs = argparse.Namespace(set=args.set, kernels=args.kernels)
     cfg = qx._config(qargs)
     cfg.validate()
-    t0 = time.perf_counter()
     grams = qx._grams(cfg, pool, test, np.float32, args.store, print)
     seconds.update({f"eqntk_{k}_grams": v[2] for k, v in grams.items()})
     print(f"eqntk: {qx._tag(cfg)}: " + ", ".join(f"{k} {v[2]:.1f} s" for k, v in grams.items()), flush=True)
@@ -132,13 +158,8 @@ def main(argv=None):
     per_seed = []
     for seed in args.seeds:
         rows, val, train = qx.seed_rows(grams, yp, yt, cp, ct, seed, args.n_val, args.n_train)
-        by_sigma = {s: qm9.evaluate_curve({"ntk": f_pool[s], "nngp": f_pool[s]}, {"ntk": f_test[s], "nngp": f_test[s]},
-                                          yp, yt, cp, ct, val, train, args.n_train, DEFAULT_RIDGES, "fchl19")
-                    for s in args.sigmas}
-        for n_tr in args.n_train:  # σ chosen on the validation molecules
-            cands = [(s, r) for s in args.sigmas for r in by_sigma[s] if r["n_train"] == n_tr and r["kernel"] == "fchl19_ntk"]
-            s, r = min(cands, key=lambda sr: sr[1]["val_mae_meV"])
-            rows.append({**r, "kernel": "fchl19", "sigma": s, "seed": seed})
+        rows += [{**r, "seed": seed} for r in fchl19_rows(f_pool, f_test, yp, yt, cp, ct, val, train, args.n_train,
+                                                          args.sigmas)]
         per_seed += rows
     summary = qx.summarize(per_seed, args.n_train)
     result = {"experiment": "qm9_fchl19", "args": vars(args), "eqntk_config": qx._tag(cfg),

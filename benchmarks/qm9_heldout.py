@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from qm9_fchl19 import fchl19_representations, local_gaussian_kernels  # noqa: E402
+from qm9_fchl19 import fchl19_grams, fchl19_rows  # noqa: E402
 
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import qm9  # noqa: E402
-from eqntk.experiments.common import DEFAULT_RIDGES, environment_info, write_json  # noqa: E402
+from eqntk.experiments.common import environment_info, write_json  # noqa: E402
 
 
 def heldout_set(n_mol: int, exclude: list[str], seed: int, log=print):
@@ -67,28 +67,8 @@ def fchl19_on_split(ms, cli: dict, sigmas, n_check: int):
     yp, yt = y[pool_idx], y[test_idx]
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
     val, train = np.arange(n_val), np.arange(n_val, len(pool))
-    t0 = time.perf_counter()
-    rep_p, rep_t, extras = fchl19_representations(pool, test, n_check, sigmas, False)
-    mp, mt = pool.molecule_index, test.molecule_index
-    f_pool = local_gaussian_kernels(rep_p, pool.Z, mp, rep_p, pool.Z, mp, len(pool), len(pool), sigmas)
-    f_test = local_gaussian_kernels(rep_t, test.Z, mt, rep_p, pool.Z, mp, len(test), len(pool), sigmas)
-    seconds = time.perf_counter() - t0
-    cp_, ct_ = pool.subset(np.arange(n_check)), test.subset(np.arange(n_check))
-    check = local_gaussian_kernels(rep_p[: cp_.n_atoms_total], cp_.Z, cp_.molecule_index,
-                                   rep_t[: ct_.n_atoms_total], ct_.Z, ct_.molecule_index, n_check, n_check, sigmas)
-    # qmllib 1.2.0's get_local_kernel hands back the transpose of its documented matrix (see qm9_fchl19.py)
-    check_err = max(float(np.max(np.abs(check[s] - extras[f"check_{s:g}"].T)) / np.max(np.abs(extras[f"check_{s:g}"])))
-                    for s in sigmas)
-    if not check_err < 1e-10:
-        raise SystemExit(f"the BLAS local kernel differs from qmllib's by {check_err:.1e}: not FCHL19's kernel")
-    by_sigma = {s: qm9.evaluate_curve({"ntk": f_pool[s], "nngp": f_pool[s]}, {"ntk": f_test[s], "nngp": f_test[s]},
-                                      yp, yt, cp, ct, val, train, n_train, DEFAULT_RIDGES, "fchl19")
-                for s in sigmas}
-    rows = []
-    for n in n_train:
-        cands = [(s, r) for s in sigmas for r in by_sigma[s] if r["n_train"] == n and r["kernel"] == "fchl19_ntk"]
-        s, r = min(cands, key=lambda sr: sr[1]["val_mae_meV"])
-        rows.append({**r, "kernel": "fchl19", "sigma": s})
+    f_pool, f_test, seconds, check_err = fchl19_grams(pool, test, sigmas, n_check)
+    rows = fchl19_rows(f_pool, f_test, yp, yt, cp, ct, val, train, n_train, sigmas)
     return rows, seconds, check_err
 
 
@@ -129,7 +109,7 @@ def main(argv=None):
     ms = D.load_qm9(args.npz)  # exactly what the CLI read
     fchl, f_seconds, check_err = fchl19_on_split(ms, cli, args.sigmas, args.check)
     result = {"experiment": "qm9_heldout", "args": vars(args), "command": shown,
-              "eqntk_cli": cli, "fchl19": fchl, "seconds": {"eqntk_cli": cli_seconds, "fchl19": f_seconds},
+              "eqntk_cli": cli, "fchl19": fchl, "seconds": {"eqntk_cli": cli_seconds, **f_seconds},
               "fchl19_check_max_rel_diff_vs_qmllib": check_err, "load_average_end": harness.load_average(),
               "environment": environment_info()}
     write_json(args.out, result)
