@@ -13,7 +13,7 @@ round are what counts, absolute times are not claims):
 * ``mm+sum``    — the per-slice product from precomputed ``G`` (scan), output reduced by a sum;
 * ``sum``       — the same sum over a stored slice-sized array (the pass the reduction costs);
 * ``ew``        — Erf map + analysis (weighted sum) on a stored slice-sized array, same layout
-  as the fused path (transpose included);
+  as the fused path (transpose included, flat point axis);
 * ``mm_alone``  — one jnp.matmul of exactly the slice's shape, output materialised (×nβ);
 * ``peak``      — a square jnp.matmul (n = 2048 float32 / 1536 float64): the machine's matmul peak.
 
@@ -125,10 +125,10 @@ def measure_config(L: int, C: int, t: int, dtype: str, rounds: int, osf: float =
     def piece_ew(big, shifts, wts, v1, v2):
         def body(c, x):
             s, w = x
-            phi = jnp.transpose((big + s).reshape(t, na, t, ng), (0, 2, 1, 3))
+            phi = jnp.transpose((big + s).reshape(t, na, t, ng), (0, 2, 1, 3)).reshape(t, t, na * ng)
             psi = scale * phi
-            n, th = erf.kernel(psi, psi, v1[:, None, None, None], v2[None, :, None, None])
-            return c, (w * jnp.sum(n, axis=(-2, -1)), w * jnp.sum(th, axis=(-2, -1)))
+            n, th = erf.kernel(psi, psi, v1[:, None, None], v2[None, :, None])
+            return c, (w * jnp.sum(n, axis=-1), w * jnp.sum(th, axis=-1))
 
         _, (n, th) = jax.lax.scan(body, None, (shifts, wts))
         return n.sum(0), th.sum(0)

@@ -88,9 +88,12 @@ class LiftBase:
         return fourier_cost_per_point(grid, self.L) < self.L**2 * self.left.shape[-1]
 
     def slicer(self, grid):
-        """``(xs, f)``: scan inputs with leading axis n_beta and ``f(x) -> (nngp_b, ntk_b)``."""
+        """``(xs, f)``: scan inputs with leading axis n_beta and ``f(x) -> (nngp_b, ntk_b)``.
+
+        Slice values are flat, ``(..., n_alpha · n_gamma)`` (see :meth:`SlicePlan.synthesiser`).
+        """
         if self.uses_fourier_route(grid):
-            xs, fn = slice_plan(grid.bandlimit, self.L).synthesiser(self.packed_blocks(), packed=True)
+            xs, fn = slice_plan(grid.bandlimit, self.L).synthesiser(self.packed_blocks(), packed=True, flat=True)
             with_ntk = self.with_ntk
 
             def f_fourier(x):
@@ -117,9 +120,9 @@ class LiftBase:
             G = G[:, :, ls, ms, :].reshape(t1, na, -1)  # (t1, nα, L²C)
             if outer:
                 phi = (G.reshape(t1 * na, -1) @ H.reshape(t2 * ng, -1).T).reshape(t1, na, t2, ng)
-                phi = jnp.transpose(phi, (0, 2, 1, 3))
+                phi = jnp.transpose(phi, (0, 2, 1, 3)).reshape(t1, t2, na * ng)
             else:
-                phi = jnp.einsum("taP,tcP->tac", G, H)
+                phi = jnp.einsum("taP,tcP->tac", G, H).reshape(t1, na * ng)
             psi = scale * phi + bias
             return psi, (psi if with_ntk else None)
 
@@ -150,8 +153,9 @@ class FourierBase:
         return self.nngp, (self.nngp if self.ntk_is_nngp else self.ntk)
 
     def slicer(self, grid):
+        """As :meth:`LiftBase.slicer`: flat slice values ``(..., n_alpha · n_gamma)``."""
         plan = slice_plan(grid.bandlimit, self.L)
-        xn, fn = plan.synthesiser(self.nngp)
+        xn, fn = plan.synthesiser(self.nngp, flat=True)
         if self.ntk is None or self.ntk_is_nngp:
             same = self.ntk_is_nngp
 
@@ -160,7 +164,7 @@ class FourierBase:
                 return v, (v if same else None)
 
             return xn, f
-        xt, ft = plan.synthesiser(self.ntk)
+        xt, ft = plan.synthesiser(self.ntk, flat=True)
         return (xn, xt), lambda x: (fn(x[0]), ft(x[1]))
 
     def cost(self, grid) -> Cost:
@@ -213,13 +217,13 @@ def integrate(pf: PairFunction, L_out: int, oversampling: float):
     grid = integration_grid(pf, L_out, oversampling)
     xs, slice_fn = pf.base.slicer(grid)
     dtype = jax.tree_util.tree_leaves(pf.base)[0].dtype
-    xa, analyse, finish = slice_plan(grid.bandlimit, L_out).analyser(dtype)
+    xa, analyse, finish = slice_plan(grid.bandlimit, L_out).analyser(dtype, flat=True)
 
     def body(carry, x):
         xb, ab = x
-        nngp, ntk = slice_fn(xb)
+        nngp, ntk = slice_fn(xb)  # (..., n_alpha · n_gamma): one trailing point axis
         for m, vl, vr in zip(pf.maps, pf.var1, pf.var2):
-            nngp, ntk = m.kernel(nngp, ntk, vl[..., None, None], vr[..., None, None])
+            nngp, ntk = m.kernel(nngp, ntk, vl[..., None], vr[..., None])
         return carry, (analyse(nngp, ab), None if ntk is None else analyse(ntk, ab))
 
     _, (Pn, Pt) = jax.lax.scan(body, None, (xs, xa))
