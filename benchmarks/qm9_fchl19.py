@@ -15,6 +15,10 @@ qmllib's representations for all σ at once and checked, in the same run, agains
 validation molecules for each training size; the SO(3) kernel's ridge likewise. Both curves,
 their Gram times (and optionally qmllib's own kernel time, ``--time-qmllib``) and the load
 average go into one JSON and one plot.
+
+``--landmarks M``: the eqntk side by landmark (Nyström) regression (:mod:`eqntk.landmarks`) with
+``M`` landmark atoms from the pool molecules that no seed validates on (:func:`landmark_grams`),
+for training sets whose exact Grams this machine cannot afford; FCHL19 stays exact.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import qm9_experiment as qx  # noqa: E402
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import qm9  # noqa: E402
 from eqntk.experiments.common import DEFAULT_RIDGES, environment_info, psd_tolerance, write_json  # noqa: E402
+from eqntk.landmarks import landmark_basis  # noqa: E402
 
 QMLLIB = ["qmllib==1.2.0", "numpy"]
 ELEMENTS = (1, 6, 7, 8, 9)
@@ -125,6 +130,41 @@ def fchl19_rows(f_pool, f_test, yp, yt, cp, ct, val, train, n_train, sigmas) -> 
     return rows
 
 
+def landmark_grams(cfg, pool, test, m: int, seeds, n_val: int, store):
+    """Pool × landmark, test × landmark and landmark × landmark molecular Grams of each eqntk network.
+
+    The ``m`` landmark atoms (stratified by element, :func:`eqntk.data.landmark_atoms`, seed 0) come
+    from the pool molecules that are validation molecules in none of ``seeds``' splits: one set of
+    landmarks serves every split and training size, and no validation or test molecule is one.
+    Returns ``({name: (K_pool_lm, K_test_lm, seconds)}, {name: {kind: LandmarkBasis of K_lm_lm}})``.
+    """
+    never_val = np.setdiff1d(np.arange(len(pool)),
+                             np.concatenate([qx.seed_split(len(pool), s, n_val)[0] for s in seeds]))
+    flat = np.concatenate([np.arange(pool.offsets[i], pool.offsets[i + 1]) for i in never_val])
+    atoms = flat[D.landmark_atoms(pool.subset(never_val), m, seed=0)]
+    lm = D.atoms_as_molecules(pool, atoms)
+    print(f"landmarks: {m} atoms of the {len(flat)} atoms of the {len(never_val)} pool molecules that no split "
+          "validates on", flush=True)
+    x_pool, x_test = qm9.environments(cfg, pool, test, np.float32)
+    x_lm = x_pool[atoms]
+    grams, lm_grams = {}, {}
+    for name, (kf, shape) in qm9.networks(cfg, x_pool.shape[2]).items():
+        t0 = time.perf_counter()
+        st = None if store is None else os.path.join(store, qx._tag(cfg), f"{name}_landmarks{m}")
+        sub = (lambda part: None) if st is None else (lambda part: os.path.join(st, part))
+        kw = dict(tile=cfg.tile, progress=True, log=print)
+        gp = qm9.molecular_grams(kf, shape(x_pool), pool, shape(x_lm), lm, store=sub("pool"), label="pool x lm, ",
+                                 **kw)
+        gt = qm9.molecular_grams(kf, shape(x_test), test, shape(x_lm), lm, store=sub("test"), label="test x lm, ",
+                                 **kw)
+        k_lm = qm9.molecular_grams(kf, shape(x_lm), lm, store=sub("lm"), label="lm x lm, ", **kw)
+        grams[name] = (gp, gt, time.perf_counter() - t0)
+        # one Nyström basis per kernel serves every split and training size
+        lm_grams[name] = {kind: landmark_basis(k_lm[kind], psd_rtol=psd_tolerance("float32", atoms=True))
+                          for kind in ("ntk", "nngp")}
+    return grams, lm_grams
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     qx.add_split_arguments(p)
@@ -132,6 +172,9 @@ def main(argv=None):
     p.add_argument("--kernels", nargs="+", default=["so3"], help="eqntk networks beside FCHL19 (so3, mlp)")
     p.add_argument("--check", type=int, default=40, help="molecules per set checked against qmllib's kernel")
     p.add_argument("--time-qmllib", action="store_true", help="also time qmllib's own local kernel")
+    p.add_argument("--landmarks", type=int, default=None, metavar="M",
+                   help="eqntk by landmark (Nyström) regression with M landmark atoms instead of the exact Grams; "
+                        "drawn from the pool molecules that no seed uses for validation (never test molecules)")
     p.add_argument("--out", default="benchmarks/results/qm9_fchl19.json")
     args = p.parse_args(argv)
 
@@ -149,7 +192,11 @@ def main(argv=None):
     qargs = argparse.Namespace(set=args.set, kernels=args.kernels)
     cfg = qx._config(qargs)
     cfg.validate()
-    grams = qx._grams(cfg, pool, test, np.float32, args.store, print)
+    if args.landmarks is None:
+        grams = qx._grams(cfg, pool, test, np.float32, args.store, print)
+        lm_grams = None
+    else:
+        grams, lm_grams = landmark_grams(cfg, pool, test, args.landmarks, args.seeds, args.n_val, args.store)
     seconds.update({f"eqntk_{k}_grams": v[2] for k, v in grams.items()})
     print(f"eqntk: {qx._tag(cfg)}: " + ", ".join(f"{k} {v[2]:.1f} s" for k, v in grams.items()), flush=True)
 
@@ -157,7 +204,16 @@ def main(argv=None):
     cp, ct = qm9.element_counts(pool), qm9.element_counts(test)
     per_seed = []
     for seed in args.seeds:
-        rows, val, train = qx.seed_rows(grams, yp, yt, cp, ct, seed, args.n_val, args.n_train)
+        if lm_grams is None:
+            rows, val, train = qx.seed_rows(grams, yp, yt, cp, ct, seed, args.n_val, args.n_train)
+        else:
+            val, train = qx.seed_split(len(pool), seed, args.n_val)
+            rows = qm9.baseline_rows(yp, yt, cp, ct, train, args.n_train)
+            for name, (gp, gt, _) in grams.items():
+                rows += qm9.evaluate_curve_landmarks(gp, gt, lm_grams[name], yp, yt, cp, ct, val, train, args.n_train,
+                                                     DEFAULT_RIDGES, name)
+            for r in rows:
+                r["seed"] = seed
         rows += [{**r, "seed": seed} for r in fchl19_rows(f_pool, f_test, yp, yt, cp, ct, val, train, args.n_train,
                                                           args.sigmas)]
         per_seed += rows

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import eqntk.data as D
-from eqntk.landmarks import landmark_model, landmark_predict
+from eqntk.landmarks import landmark_basis, landmark_model, landmark_predict
 
 
 def _rbf(a, b, ell=1.3):
@@ -53,6 +53,20 @@ def test_subset_of_regressors_normal_equations(points):
     alpha = np.linalg.solve(k_nm.T @ k_nm + lam * k_mm, k_nm.T @ y)
     pred = landmark_predict(landmark_model(k_nm, k_mm), y, k_tm, [lam], relative=False)[0]
     np.testing.assert_allclose(pred, k_tm @ alpha, rtol=1e-7, atol=1e-9)
+
+
+def test_a_basis_reused_across_training_sets_solves_the_same_normal_equations(points):
+    """One landmark_basis for two training sets: each fit is the direct SoR solve on its own rows."""
+    x, y, xt = points
+    z = x[:8]
+    basis = landmark_basis(_rbf(z, z, 2.0))
+    for rows in (slice(0, 25), slice(0, 40)):
+        k_nm, k_tm = _rbf(x[rows], z, 2.0), _rbf(xt, z, 2.0)
+        alpha = np.linalg.solve(k_nm.T @ k_nm + 0.05 * _rbf(z, z, 2.0), k_nm.T @ y[rows])
+        pred = landmark_predict(landmark_model(k_nm, basis), y[rows], k_tm, [0.05], relative=False)[0]
+        np.testing.assert_allclose(pred, k_tm @ alpha, rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="belong to landmark_basis"):
+        landmark_model(_rbf(x, z, 2.0), basis, rcond=1e-3)
 
 
 def test_duplicate_landmarks_change_nothing(points):

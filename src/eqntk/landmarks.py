@@ -37,7 +37,19 @@ import numpy as np
 
 from . import linalg
 
-__all__ = ["LandmarkModel", "landmark_model", "landmark_predict"]
+__all__ = ["LandmarkBasis", "LandmarkModel", "landmark_basis", "landmark_model", "landmark_predict"]
+
+
+class LandmarkBasis(NamedTuple):
+    """Step 1 of the module docstring, for one landmark kernel: reusable across training sets.
+
+    Attributes:
+        proj: ``(m, r)`` ``V_r diag(μ_r)^{-1/2}``: landmark kernels → Nyström features.
+        rank: ``r``, the landmark directions kept.
+    """
+
+    proj: np.ndarray
+    rank: int
 
 
 class LandmarkModel(NamedTuple):
@@ -70,27 +82,15 @@ def _matrix(a, name: str, shape: tuple) -> np.ndarray:
     return a
 
 
-def landmark_model(k_train_landmarks, k_landmarks, *, psd_rtol: Optional[float] = None,
-                   rcond: Optional[float] = None) -> LandmarkModel:
-    """Factorise a landmark regression problem once (every ridge then costs ``O(n q)``).
+def landmark_basis(k_landmarks, *, psd_rtol: Optional[float] = None,
+                   rcond: Optional[float] = None) -> LandmarkBasis:
+    """The Nyström feature map of the landmark kernel ``K_mm`` (step 1 of the module docstring).
 
-    Args:
-        k_train_landmarks: ``(n, m)`` kernel between the training inputs and the landmarks
-            (molecules: ``K[a, j] = Σ_{i∈a} k(x_i, z_j)``, see :func:`eqntk.data.landmark_atoms`).
-        k_landmarks: ``(m, m)`` kernel between the landmarks.
-        psd_rtol: the kernels' relative accuracy (e.g. ~1e-6 for Grams summed from float32 tiles),
-            as in :func:`eqntk.linalg.psd_tolerance`: ``K_mm`` is refused if it is indefinite beyond it.
-        rcond: eigen-directions of ``K_mm`` with ``μ ≤ rcond · μ_max`` are dropped (default
-            ``m·eps``; see the module docstring).
-
-    Returns:
-        the :class:`LandmarkModel`.
+    ``O(m³)`` once; pass the result to :func:`landmark_model` for every training set that uses
+    these landmarks. ``psd_rtol``, ``rcond`` as in :func:`landmark_model`.
     """
     k_mm = _matrix(k_landmarks, "k_landmarks", (None, None))
     m = k_mm.shape[0]
-    k_nm = _matrix(k_train_landmarks, "k_train_landmarks", (None, m))
-    if k_nm.shape[0] == 0:
-        raise ValueError("empty training set: k_train_landmarks has no rows")
     k_mm, tau = linalg.gram(k_mm, "the landmark kernel k_landmarks", kernel_rtol=psd_rtol, dtype=np.float64)
     spec = linalg.spectrum(k_mm, 0.0, tau, "the landmark kernel k_landmarks")
     if rcond is not None and not (np.isfinite(rcond) and 0 <= rcond < 1):
@@ -100,13 +100,43 @@ def landmark_model(k_train_landmarks, k_landmarks, *, psd_rtol: Optional[float] 
     keep = spec.mu > rcond * float(np.max(spec.mu))
     if not np.any(keep):
         raise ValueError("the landmark kernel k_landmarks is zero (no landmark direction above round-off)")
-    proj = spec.vecs[:, keep] / np.sqrt(spec.mu[keep])
-    phi = k_nm @ proj
+    return LandmarkBasis(spec.vecs[:, keep] / np.sqrt(spec.mu[keep]), int(np.count_nonzero(keep)))
+
+
+def landmark_model(k_train_landmarks, k_landmarks, *, psd_rtol: Optional[float] = None,
+                   rcond: Optional[float] = None) -> LandmarkModel:
+    """Factorise a landmark regression problem once (every ridge then costs ``O(n q)``).
+
+    Args:
+        k_train_landmarks: ``(n, m)`` kernel between the training inputs and the landmarks
+            (molecules: ``K[a, j] = Σ_{i∈a} k(x_i, z_j)``, see :func:`eqntk.data.landmark_atoms`).
+        k_landmarks: ``(m, m)`` kernel between the landmarks, or its :class:`LandmarkBasis`
+            (:func:`landmark_basis`; then ``psd_rtol`` and ``rcond`` were applied there and must
+            be left ``None``).
+        psd_rtol: the kernels' relative accuracy (e.g. ~1e-6 for Grams summed from float32 tiles),
+            as in :func:`eqntk.linalg.psd_tolerance`: ``K_mm`` is refused if it is indefinite beyond it.
+        rcond: eigen-directions of ``K_mm`` with ``μ ≤ rcond · μ_max`` are dropped (default
+            ``m·eps``; see the module docstring).
+
+    Returns:
+        the :class:`LandmarkModel`.
+    """
+    if isinstance(k_landmarks, LandmarkBasis):
+        if psd_rtol is not None or rcond is not None:
+            raise ValueError("psd_rtol and rcond belong to landmark_basis when k_landmarks is a LandmarkBasis")
+        basis = k_landmarks
+    else:
+        basis = landmark_basis(k_landmarks, psd_rtol=psd_rtol, rcond=rcond)
+    m = basis.proj.shape[0]
+    k_nm = _matrix(k_train_landmarks, "k_train_landmarks", (None, m))
+    if k_nm.shape[0] == 0:
+        raise ValueError("empty training set: k_train_landmarks has no rows")
+    phi = k_nm @ basis.proj
     u, s, wt = np.linalg.svd(phi, full_matrices=False)
     scale = float(np.mean(np.sum(phi**2, axis=1)))
     if not scale > 0:
         raise ValueError("the Nyström training Gram is zero: no training input sees any landmark")
-    return LandmarkModel(proj, u, s, wt.T, scale, int(np.count_nonzero(keep)))
+    return LandmarkModel(basis.proj, u, s, wt.T, scale, basis.rank)
 
 
 def landmark_predict(model: LandmarkModel, y_train, k_test_landmarks, ridges: Sequence[float], *,

@@ -267,20 +267,25 @@ def evaluate_curve_landmarks(grams_pool: dict, grams_test: dict, grams_landmarks
     """:func:`evaluate_curve` with landmark (Nyström) regression (:mod:`eqntk.landmarks`).
 
     ``grams_pool[kind]``: ``(P, M)`` pool molecules × landmarks; ``grams_test[kind]``: ``(S, M)``;
-    ``grams_landmarks[kind]``: ``(M, M)``. One factorisation per (kind, N) serves the ridge grid;
-    rows as :func:`evaluate_curve`'s, plus ``rank`` (landmark directions kept). ``psd_rtol``,
-    ``rcond``: those of :func:`eqntk.landmarks.landmark_model`.
+    ``grams_landmarks[kind]``: ``(M, M)``, or its :class:`eqntk.landmarks.LandmarkBasis` (reused
+    across calls; ``psd_rtol`` and ``rcond`` then belong to its :func:`~eqntk.landmarks.landmark_basis`).
+    One basis per kind serves every N, one factorisation per (kind, N) the ridge grid; rows as
+    :func:`evaluate_curve`'s, plus ``rank`` (landmark directions kept). ``psd_rtol``, ``rcond``:
+    those of :func:`eqntk.landmarks.landmark_model`.
     """
-    from ..landmarks import landmark_model, landmark_predict
+    from ..landmarks import LandmarkBasis, landmark_basis, landmark_model, landmark_predict
 
     rows = []
     mae = lambda p, y: float(np.mean(np.abs(p - y)))  # noqa: E731
+    bases = {kind: (grams_landmarks[kind] if isinstance(grams_landmarks[kind], LandmarkBasis)
+                    else landmark_basis(grams_landmarks[kind], psd_rtol=psd_rtol, rcond=rcond))
+             for kind in ("ntk", "nngp")}
     for n in n_train:
         tr = train_idx[:n]
         r_tr, r_val, r_te = _residuals(y_pool, y_test, c_pool, c_test, tr, val_idx)
         for kind in ("ntk", "nngp"):
             g = grams_pool[kind]
-            model = landmark_model(g[tr], grams_landmarks[kind], psd_rtol=psd_rtol, rcond=rcond)
+            model = landmark_model(g[tr], bases[kind])
             both = landmark_predict(model, r_tr, np.concatenate([g[val_idx], grams_test[kind]]), ridges)
             trials = [(float(r), mae(p[: len(val_idx)], r_val)) for r, p in zip(ridges, both)]
             best = min(range(len(trials)), key=lambda i: trials[i][1])
@@ -288,7 +293,7 @@ def evaluate_curve_landmarks(grams_pool: dict, grams_test: dict, grams_landmarks
             rows.append({"kernel": f"{prefix}_{kind}", "n_train": int(n), "mae_meV": 1e3 * mae(err, 0.0),
                          "rmse_meV": 1e3 * float(np.sqrt(np.mean(err ** 2))), "ridge_rel": trials[best][0],
                          "val_mae_meV": 1e3 * trials[best][1], "ridge_trials": [[r, 1e3 * v] for r, v in trials],
-                         "landmarks": int(grams_landmarks[kind].shape[0]), "rank": model.rank})
+                         "landmarks": int(bases[kind].proj.shape[0]), "rank": model.rank})
     return rows
 
 
