@@ -224,7 +224,7 @@ def main(argv=None):
               "n_atoms": {"pool": int(pool.n_atoms_total), "test": int(test.n_atoms_total)},
               "environment": environment_info()}
     write_json(args.out, result)
-    labels = {"fchl19": "FCHL19 (qmllib)", "element_baseline": "per-element linear baseline", **qm9.KERNEL_LABELS}
+    labels = _labels(args.landmarks)
     ns = args.n_train
     print("test MAE [meV] (mean ± std over splits)")
     print(f"{'kernel':32s}" + "".join(f"{'N=' + str(n):>14s}" for n in ns))
@@ -234,6 +234,13 @@ def main(argv=None):
     png = os.path.splitext(args.out)[0] + ".png"
     _plot(result, labels, png)
     print(f"wrote {args.out} and {png}")
+
+
+def _labels(landmarks):
+    """Legend names; eqntk's carry the landmark count when the regression was Nyström."""
+    suffix = f", {landmarks:,} landmarks" if landmarks else ""
+    eqntk = {k: v + suffix for k, v in qm9.KERNEL_LABELS.items()}
+    return {"fchl19": "FCHL19 (qmllib)", "element_baseline": "per-element linear baseline", **eqntk}
 
 
 def _plot(result, labels, png):
