@@ -134,6 +134,22 @@ class KernelFn:
         x1, x2 = check_inputs(x1, x2)
         return self.op(Inputs(x1, x1 if x2 is None else x2, with_ntk))
 
+    def tile(self, x1, x2=None, get=None):
+        """The kernel of the pairs ``(x1[i], x2[j])`` as one pure JAX computation.
+
+        Same arguments and outputs as a call, but no tiling, store, progress or host
+        transfer: the result is a traced function of the inputs, so it can be jit-compiled,
+        vmapped and differentiated (``jax.grad`` with respect to ``x1`` or ``x2``, e.g. for
+        forces through :mod:`eqntk.forces`). Memory grows with ``N1 · N2``: keep tiles small.
+        No input validation beyond the network's own shape checks.
+        """
+        kinds, single = _canonical_get(get)
+        out = self.op(Inputs(x1, x1 if x2 is None else x2, "ntk" in kinds)).output()
+        res = dict(zip(_KINDS, out))
+        if single:
+            return res[kinds[0]]
+        return collections.namedtuple("Kernel", kinds)(*(res[k] for k in kinds))
+
     def _tile_fn(self, with_ntk: bool):
         if with_ntk not in self._cache:
             op = self.op

@@ -5,6 +5,8 @@
   :func:`atomization_energy` (QM9's atomref table).
 * :mod:`.environments` — :func:`atomic_environments`: each atom's neighbourhood as real SH
   coefficients ``(n_atoms, L², C)``, the input of ``stax.S2ConvSO3``.
+* :mod:`.environments_jax` — :func:`environment_fn`: the same, as a differentiable JAX function
+  of one molecule's positions (forces, :mod:`eqntk.forces`).
 * :mod:`.molecular` — molecular kernels ``K(M, M') = Σ_i Σ_j k(a_i, a'_j)`` by segment sums;
   landmark atoms for :mod:`eqntk.landmarks`.
 * :mod:`.images` — npz / image-folder loaders, resizing, rotations, crops.
@@ -13,6 +15,7 @@
 
 from .elements import QM9_ELEMENTS, atomic_number, symbol
 from .environments import EnvironmentSpec, atomic_environments, cosine_cutoff, smoothing_coefficients
+from .environments_jax import environment_fn
 from .images import (ImageSet, crops_per_image, default_digits_path, extract_crops, load_digits, load_image_folder,
                      load_images_npz, load_nct_crc_he_tiles, random_rotations, resize_images,
                      rotate_images, rot90_images)
@@ -25,7 +28,7 @@ from .units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL, convert_energy
 __all__ = [
     "Molecule", "MoleculeSet", "load_molecules_npz",
     "load_qm9", "read_qm9pack", "default_qm9_path", "atomization_energy", "QM9_ATOMREF", "QM9_UNITS",
-    "EnvironmentSpec", "atomic_environments", "smoothing_coefficients", "cosine_cutoff",
+    "EnvironmentSpec", "atomic_environments", "smoothing_coefficients", "cosine_cutoff", "environment_fn",
     "molecular_kernel", "molecular_kernel_fn", "segment_sum_gram", "landmark_atoms", "atoms_as_molecules",
     "ImageSet", "load_images_npz", "load_image_folder", "load_nct_crc_he_tiles", "load_digits", "default_digits_path",
     "resize_images", "rot90_images", "rotate_images", "random_rotations", "extract_crops", "crops_per_image",

@@ -248,28 +248,33 @@ def bump_coefficients(directions, bandlimit: int, smoothing: str = "vmf", width:
     return Y.reshape(d.shape[:-1] + (bandlimit**2,))
 
 
-def cosine_cutoff(r, cutoff: Optional[float]) -> np.ndarray:
-    """Smooth cutoff ``½ (1 + cos(π r / r_c))`` for ``r < r_c``, 0 beyond; all ones for ``cutoff=None``."""
-    r = np.asarray(r, dtype=np.float64)
+def cosine_cutoff(r, cutoff: Optional[float], xp=np):
+    """Smooth cutoff ``½ (1 + cos(π r / r_c))`` for ``r < r_c``, 0 beyond; all ones for ``cutoff=None``.
+
+    ``xp``: the array namespace (``numpy``, or ``jax.numpy`` for a differentiable version;
+    its derivative vanishes at ``r_c`` from both sides).
+    """
+    r = np.asarray(r, dtype=np.float64) if xp is np else r
     if cutoff is None:
-        return np.ones_like(r)
-    return np.where(r < cutoff, 0.5 * (1.0 + np.cos(np.pi * np.minimum(r, cutoff) / cutoff)), 0.0)
+        return xp.ones_like(r)
+    return xp.where(r < cutoff, 0.5 * (1.0 + xp.cos(np.pi * xp.minimum(r, cutoff) / cutoff)), 0.0)
 
 
-def radial_functions(r, spec: EnvironmentSpec) -> np.ndarray:
+def radial_functions(r, spec: EnvironmentSpec, xp=np):
     """The radial functions ``g_k(r)`` of ``spec`` (module docstring) at distances ``r`` (P,) Å → (P, K).
 
     Without the cutoff function and the charge weight; ``K = spec.n_radial_channels``.
+    ``xp``: the array namespace (``numpy``, or ``jax.numpy``); ``r > 0``.
     """
-    r = np.asarray(r, dtype=np.float64)[:, None]
+    r = (np.asarray(r, dtype=np.float64) if xp is np else r)[:, None]
     if spec.radial == "powers":
         return r ** (-np.asarray(spec.powers)[None, :])
     scale = r ** (-spec.radial_scaling) if spec.radial_scaling else 1.0
     if spec.radial == "gaussian":
         mu, s = spec.gaussian_centres
-        return scale * np.exp(-0.5 * ((r - mu[None, :]) / s) ** 2)
+        return scale * xp.exp(-0.5 * ((r - mu[None, :]) / s) ** 2)
     k = np.arange(1, spec.n_radial + 1)[None, :]
-    return scale * np.sin(k * np.pi * r / spec.cutoff) / r
+    return scale * xp.sin(k * np.pi * r / spec.cutoff) / r
 
 
 def _chunks(counts: np.ndarray, max_pairs: int):

@@ -1,0 +1,268 @@
+"""Forces of kernel-regression energy models, by automatic differentiation through the kernel.
+
+A kernel-regression energy model over atomic environments (same-element pairs, as in
+:func:`eqntk.data.molecular_kernel`) predicts, for a molecule ``M`` with positions ``R``,
+
+    E(R) = b(M) + Σ_a w_a Σ_{j ∈ M, Z_j = Z_a} k(x_a, x_j(R)),
+
+a sum over reference atoms ``a`` with weights ``w_a``: for exact kernel ridge regression on
+molecular energies, the training molecules' atoms with ``w_a = α_mol(a)`` (the dual coefficient
+of their molecule, :func:`reference_weights`); for landmark regression, the landmark atoms with
+their weights. ``b(M)`` (a per-element baseline) does not depend on the positions. The forces
+are ``F = −∂E/∂R``; here they are computed by reverse-mode differentiation through the
+environments (:func:`eqntk.data.environments_jax.environment_fn`) and the kernel
+(:meth:`eqntk.core.layers.KernelFn.tile`), never forming a Jacobian of the environments.
+
+Units: ``E`` in the units of the weights' targets (e.g. kcal/mol), ``R`` in Å, ``F`` in
+energy/Å.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+__all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "conformation_kernel", "energy_force_kernel",
+           "energy_force_gram"]
+
+
+def reference_weights(molecules, alpha) -> np.ndarray:
+    """Per-atom weights ``w_a = α_mol(a)`` of exact kernel ridge regression: ``(n_atoms,)``.
+
+    ``molecules``: the training :class:`~eqntk.data.MoleculeSet`; ``alpha``: ``(n_molecules,)``,
+    the dual coefficients ``(K + λI)⁻¹ y`` of its molecular Gram.
+    """
+    alpha = np.asarray(alpha)
+    if alpha.shape != (len(molecules),):
+        raise ValueError(f"reference_weights: alpha must have shape ({len(molecules)},) (one per molecule), "
+                         f"got {alpha.shape}")
+    return np.repeat(alpha, molecules.counts)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EnergyModel:
+    """The kernel part of the energy model above; call it on positions ``R (n, 3)`` for ``E``.
+
+    ``model(R)`` is a pure JAX function of the positions (differentiable, jit-able, vmap-able).
+    :func:`energies_and_forces` evaluates it block by block of reference atoms with one compiled
+    program per element, reused for every model with the same ``kernel_fn``, ``environment``,
+    molecule and ``block`` (any number of reference atoms or weights): compiling the gradient
+    through the kernel costs far more than evaluating it.
+
+    ``groups``: per element of the molecule, ``(atoms (k,), x (nb, block, ...), w (nb, block))``.
+    """
+
+    kernel_fn: Any
+    environment: Callable
+    get: str
+    groups: tuple
+
+    def __call__(self, R):
+        x = self.environment(R)
+        total = jnp.zeros((), x.dtype)
+        for atoms, xs, ws in self.groups:
+            xe = x[atoms]
+
+            @jax.checkpoint
+            def body(acc, blk, xe=xe):
+                xa, wa = blk
+                return acc + jnp.sum(wa @ self.kernel_fn.tile(xa, xe, get=self.get)), None
+
+            e, _ = jax.lax.scan(body, jnp.zeros((), x.dtype), (jnp.asarray(xs, x.dtype), jnp.asarray(ws, x.dtype)))
+            total = total + e
+        return total
+
+
+def energy_fn(kernel_fn, x_ref, Z_ref, w_ref, Z, environment: Callable, *, get: str = "ntk",
+              block: int = 256) -> EnergyModel:
+    """``R (n, 3) → E``: the kernel part of the energy model above, an :class:`EnergyModel`.
+
+    Args:
+        kernel_fn: an eqntk ``kernel_fn`` of atomic environments (its :meth:`tile` is used).
+        x_ref: ``(A, ...)`` environments of the reference atoms (the kernel's input layout).
+        Z_ref: ``(A,)`` their atomic numbers; ``w_ref``: ``(A,)`` their weights.
+        Z: ``(n,)`` atomic numbers of the molecule whose positions vary.
+        environment: ``R (n, 3) → (n, ...)`` environments (e.g. ``environment_fn(Z, spec)``);
+            pass the same function object to every model to share compiled programs.
+        get: ``'ntk'`` or ``'nngp'``.
+        block: reference atoms per kernel evaluation (memory ∝ ``block · n``). Inside ``model(R)``
+            each block is recomputed in the backward pass (``jax.checkpoint``) instead of stored.
+
+    Returns:
+        an :class:`EnergyModel`: a function of the positions, differentiable (``jax.grad``).
+    """
+    Z, Z_ref = np.asarray(Z), np.asarray(Z_ref)
+    x_ref, w_ref = np.asarray(x_ref), np.asarray(w_ref)
+    if Z_ref.shape != (x_ref.shape[0],) or w_ref.shape != Z_ref.shape:
+        raise ValueError(f"energy_fn: Z_ref {Z_ref.shape} and w_ref {w_ref.shape} must have shape "
+                         f"({x_ref.shape[0]},), one per reference environment")
+    if get not in ("ntk", "nngp"):
+        raise ValueError(f"energy_fn: get must be 'ntk' or 'nngp', got {get!r}")
+    groups = []
+    for e in np.unique(Z):
+        ref = np.nonzero(Z_ref == e)[0]
+        if ref.size == 0:
+            continue
+        nb = -(-ref.size // block)
+        pad = nb * block - ref.size
+        xs = np.concatenate([x_ref[ref], np.zeros((pad,) + x_ref.shape[1:], x_ref.dtype)])
+        ws = np.concatenate([w_ref[ref], np.zeros(pad, w_ref.dtype)])  # padding: weight 0
+        groups.append((np.nonzero(Z == e)[0], xs.reshape((nb, block) + x_ref.shape[1:]), ws.reshape(nb, block)))
+    return EnergyModel(kernel_fn, environment, get, tuple(groups))
+
+
+@functools.lru_cache(maxsize=32)
+def _block_program(kernel_fn, environment: Callable, get: str, atoms: tuple) -> Callable:
+    """``(x_block, w_block, R (b, n, 3)) → (E, ∂E/∂R)`` of one reference block, compiled once."""
+    atoms = np.asarray(atoms)
+
+    def e(xa, wa, R):
+        return jnp.sum(wa @ kernel_fn.tile(xa, environment(R)[atoms], get=get))
+
+    return jax.jit(jax.vmap(jax.value_and_grad(e, argnums=2), (None, None, 0)))
+
+
+def energies_and_forces(energy: Callable, R, *, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``(E (B,), F (B, n, 3))`` for conformations ``R (B, n, 3)``; ``F = −∂E/∂R``.
+
+    Conformations are evaluated ``batch`` at a time (vmapped; memory ∝ ``batch``). An
+    :class:`EnergyModel` is summed block by block of reference atoms by a program compiled
+    once per element (see the class); any other ``energy(R)`` is differentiated whole.
+    """
+    R = np.asarray(R)
+    if R.ndim != 3 or R.shape[-1] != 3:
+        raise ValueError(f"energies_and_forces: R must have shape (B, n, 3), got {R.shape}")
+    if isinstance(energy, EnergyModel):
+        programs = [(_block_program(energy.kernel_fn, energy.environment, energy.get, tuple(int(a) for a in atoms)),
+                     xs, ws) for atoms, xs, ws in energy.groups]
+
+        def f(Rb):
+            e, g = 0.0, 0.0
+            for prog, xs, ws in programs:
+                for xa, wa in zip(xs, ws):
+                    eb, gb = prog(xa, wa, Rb)
+                    e, g = e + np.asarray(eb), g + np.asarray(gb)
+            return e, g
+    else:
+        f = jax.jit(jax.vmap(jax.value_and_grad(energy)))
+    es, gs = [], []
+    for s in range(0, R.shape[0], batch):
+        part = R[s:s + batch]
+        n = part.shape[0]
+        if n < batch:  # pad the last batch: one compilation
+            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+        e, g = f(part)
+        es.append(np.asarray(e)[:n])
+        gs.append(np.asarray(g)[:n])
+    return np.concatenate(es), -np.concatenate(gs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Derivative kernels: training on forces
+# ---------------------------------------------------------------------------------------------
+
+
+def conformation_kernel(kernel_fn, Z, environment: Callable, *, get: str = "ntk") -> Callable:
+    """``k(R, R')``: the molecular same-element kernel between two conformations of one molecule.
+
+    ``k(R, R') = Σ_{i, j: Z_i = Z_j} k_atom(x_i(R), x_j(R'))`` with ``x = environment(R)``, a pure
+    JAX function of the two ``(n, 3)`` position arrays (differentiable in both).
+    """
+    Z = np.asarray(Z)
+    if get not in ("ntk", "nngp"):
+        raise ValueError(f"conformation_kernel: get must be 'ntk' or 'nngp', got {get!r}")
+    groups = [np.nonzero(Z == e)[0] for e in np.unique(Z)]
+
+    def k(R1, R2):
+        x1, x2 = environment(R1), environment(R2)
+        return sum(jnp.sum(kernel_fn.tile(x1[g], x2[g], get=get)) for g in groups)
+
+    return k
+
+
+def energy_force_kernel(kernel: Callable) -> Callable:
+    """The blocks of the joint energy–force covariance of a conformation kernel ``k(R, R')``.
+
+    With forces ``F = −∂E/∂R`` and ``Cov(E(R), E(R')) = k(R, R')``, for one pair of
+    conformations ``(R (n, 3), R' (n, 3))`` the returned function gives
+
+    * ``ee = k(R, R')`` (scalar),
+    * ``ef = Cov(E(R), F(R')) = −∂k/∂R'`` ``(3n,)``,
+    * ``fe = Cov(F(R), E(R')) = −∂k/∂R`` ``(3n,)``,
+    * ``ff = Cov(F(R), F(R')) = ∂²k/∂R∂R'`` ``(3n, 3n)``,
+
+    by forward-over-reverse differentiation (``3n`` tangents through one reverse pass): no
+    Jacobian of the environments and no second derivative of the atom kernel in its inputs is
+    ever formed.
+    """
+
+    def blocks(R1, R2):
+        n3 = R1.size
+        ee, (g1, g2) = jax.value_and_grad(kernel, argnums=(0, 1))(R1, R2)
+        ff = jax.jacfwd(jax.grad(kernel, argnums=0), argnums=1)(R1, R2).reshape(n3, n3)
+        return ee, -g2.reshape(n3), -g1.reshape(n3), ff
+
+    return blocks
+
+
+@functools.lru_cache(maxsize=8)
+def _tile_program(kernel: Callable) -> Callable:
+    """The compiled ``batch × batch`` tile of :func:`energy_force_kernel` blocks (one per kernel function)."""
+    return jax.jit(jax.vmap(jax.vmap(energy_force_kernel(kernel), (None, 0)), (0, None)))
+
+
+def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, progress=None) -> np.ndarray:
+    """The joint energy–force Gram ``(B1 (1 + 3n), B2 (1 + 3n))`` of two sets of conformations.
+
+    Row/column layout: the ``B`` energies first, then the forces conformation by conformation
+    (``F[b, atom, xyz]`` flattened). ``R1 (B1, n, 3)``, ``R2 (B2, n, 3)`` (``None``: ``R1``, and only
+    the upper triangle of conformation-pair tiles is computed; the result is symmetrised).
+    ``kernel``: :func:`conformation_kernel`'s. Pairs are evaluated ``batch × batch`` at a time, by one
+    program compiled per ``kernel`` and ``batch`` (kept for the next call with the same ``kernel``
+    object: compiling the second derivatives takes far longer than evaluating a tile).
+    """
+    from tqdm.auto import tqdm
+
+    R1 = np.asarray(R1)
+    same = R2 is None
+    R2 = R1 if same else np.asarray(R2)
+    if R1.ndim != 3 or R2.ndim != 3 or R1.shape[1:] != R2.shape[1:] or R1.shape[2] != 3:
+        raise ValueError(f"energy_force_gram: R1 {R1.shape} and R2 {R2.shape} must be (B, n, 3) of one molecule")
+    b1, b2, n3 = R1.shape[0], R2.shape[0], R1.shape[1] * 3
+    f = _tile_program(kernel)
+    ee, ef = np.zeros((b1, b2)), np.zeros((b1, b2, n3))
+    fe, ff = np.zeros((b1, n3, b2)), np.zeros((b1, n3, b2, n3))
+
+    def padded(R, s):
+        part = R[s:s + batch]
+        return np.concatenate([part, np.repeat(part[-1:], batch - part.shape[0], axis=0)]), part.shape[0]
+
+    tiles = [(i, j) for i in range(0, b1, batch) for j in range(0, b2, batch) if not (same and j + batch <= i)]
+    quiet = progress is False or (progress is None and len(tiles) < 8)
+    for i, j in tqdm(tiles, desc="energy-force Gram", unit="tile", disable=quiet):
+        (a, na), (b, nb) = padded(R1, i), padded(R2, j)
+        o = [np.asarray(v) for v in f(a, b)]
+        ee[i:i + na, j:j + nb] = o[0][:na, :nb]
+        ef[i:i + na, j:j + nb] = o[1][:na, :nb]
+        fe[i:i + na, :, j:j + nb] = o[2][:na, :nb].transpose(0, 2, 1)
+        ff[i:i + na, :, j:j + nb, :] = o[3][:na, :nb].transpose(0, 2, 1, 3)
+    if same:  # fill the lower triangle of conformation pairs from the upper one
+        lower = np.tril(np.ones((b1, b1), bool), -1)
+        done = np.zeros((b1, b1), bool)
+        for i, j in tiles:
+            done[i:i + batch, j:j + batch] = True
+        take = lower & ~done
+        ii, jj = np.nonzero(take)
+        ee[ii, jj] = ee[jj, ii]
+        ef[ii, jj] = fe[jj, :, ii]
+        fe[ii, :, jj] = ef[jj, ii]
+        ff[ii, :, jj, :] = ff[jj, :, ii, :].transpose(0, 2, 1)
+    top = np.concatenate([ee, ef.reshape(b1, b2 * n3)], axis=1)
+    bottom = np.concatenate([fe.reshape(b1 * n3, b2), ff.reshape(b1 * n3, b2 * n3)], axis=1)
+    gram = np.concatenate([top, bottom], axis=0)
+    return 0.5 * (gram + gram.T) if same else gram

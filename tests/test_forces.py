@@ -1,0 +1,210 @@
+"""Differentiable environments and forces of kernel energy models.
+
+Oracles: the numpy environments (sphericart's harmonics, neighbour lists) for the JAX ones;
+central finite differences for every derivative; the tiled ``kernel_fn`` + molecular segment
+sums for the energies; exact translation invariance (forces sum to zero) and rotation
+equivariance up to the SO(3) quadrature error.
+"""
+
+import numpy as np
+import pytest
+import jax
+
+import eqntk.data as D
+from eqntk import stax
+from eqntk.data.environments import _harmonics
+from eqntk.data.environments_jax import environment_fn, real_sph_harm_jax
+from eqntk.forces import energies_and_forces, energy_fn, reference_weights
+from eqntk.so3.wigner import matrix_from_euler
+
+SPEC = D.EnvironmentSpec(bandlimit=3, radial="gaussian", n_radial=3, radial_scaling=2.0)
+
+
+@pytest.fixture(scope="module")
+def mols():
+    ms = D.load_qm9()[:200]
+    return ms.subset(np.nonzero(ms.counts >= 8)[0][:6])  # molecules of 8 atoms or more
+
+
+def test_jax_harmonics_match_sphericart():
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    x = np.concatenate([x, np.eye(3), -np.eye(3)])  # poles and the equator included
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(real_sph_harm_jax(9, u)), _harmonics(x, 9), atol=1e-13)
+
+
+@pytest.mark.parametrize("spec", [
+    SPEC,
+    D.EnvironmentSpec(bandlimit=4),  # distance powers
+    D.EnvironmentSpec(bandlimit=3, radial="bessel", n_radial=4, include_center=True, smoothing="heat"),
+    D.EnvironmentSpec(bandlimit=3, cutoff=None, charge_weight=False),
+    D.EnvironmentSpec(bandlimit=3, cutoff=2.0, allow_isolated=True),  # atoms beyond every neighbour
+])
+def test_environment_fn_matches_numpy_path(mols, spec):
+    ref = D.atomic_environments(mols, spec)
+    for i in range(len(mols)):
+        m = mols[i]
+        a, b = mols.offsets[i], mols.offsets[i + 1]
+        got = np.asarray(jax.jit(environment_fn(m.Z, spec))(m.R))
+        np.testing.assert_allclose(got, ref[a:b], atol=1e-12 * max(1.0, np.abs(ref).max()))
+
+
+def test_environment_derivative_matches_finite_differences(mols):
+    m = mols[3]
+    env = environment_fn(m.Z, SPEC)
+    J = np.asarray(jax.jacfwd(env)(m.R))  # (n, L², C, n, 3)
+    assert np.all(np.isfinite(J))
+    h = 1e-5
+    for atom, axis in [(0, 0), (2, 1), (len(m.Z) - 1, 2)]:
+        e = np.zeros_like(m.R)
+        e[atom, axis] = h
+        fd = (np.asarray(env(m.R + e)) - np.asarray(env(m.R - e))) / (2 * h)
+        np.testing.assert_allclose(J[..., atom, axis], fd, atol=1e-7 * np.abs(fd).max())
+
+
+def test_environment_fn_rejects_bad_input(mols):
+    with pytest.raises(ValueError, match="1-d integer"):
+        environment_fn(np.array([6]), SPEC)
+    with pytest.raises(ValueError, match="1-d integer"):
+        environment_fn(np.array([[6, 1]]), SPEC)
+    with pytest.raises(ValueError):
+        environment_fn(np.array([6, 16]), SPEC)  # S is not a QM9 element
+    with pytest.raises(ValueError, match="shape"):
+        environment_fn(mols[0].Z, SPEC)(np.zeros((2, 3)))
+
+
+def _model(oversampling=2.0):
+    return stax.serial(stax.S2ConvSO3(8, 3), stax.Erf(), stax.SO3Pool(oversampling=oversampling), stax.Dense(1))[2]
+
+
+def _energy_setup(mols, kf, scale=0.3):
+    train = mols[:4]
+    x = D.atomic_environments(train, SPEC) * scale
+    alpha = np.random.default_rng(0).normal(size=len(train))
+    return train, x, alpha, reference_weights(train, alpha)
+
+
+def test_energies_match_the_tiled_kernel_and_forces_match_finite_differences(mols):
+    kf = _model()
+    train, x, alpha, w = _energy_setup(mols, kf)
+    m = mols[4]
+    env = lambda R: environment_fn(m.Z, SPEC)(R) * 0.3  # noqa: E731
+    E = energy_fn(kf, x, train.Z, w, m.Z, env, block=8)
+    rng = np.random.default_rng(1)
+    R = m.R[None] + 0.05 * rng.normal(size=(3,) + m.R.shape)  # three perturbed conformations
+    e, F = energies_and_forces(E, R, batch=2)
+    test = D.MoleculeSet.from_counts(np.full(3, len(m.Z)), np.tile(m.Z, 3), R.reshape(-1, 3))
+    K = D.molecular_kernel(np.asarray(kf(x, D.atomic_environments(test, SPEC) * 0.3, get="ntk")), train, test,
+                           same_element=True)
+    np.testing.assert_allclose(e, alpha @ K, rtol=1e-12)
+    h = 1e-5
+    Ej = jax.jit(jax.vmap(E))
+    for atom, axis in [(0, 2), (5, 0)]:
+        d = np.zeros_like(m.R)
+        d[atom, axis] = h
+        fd = -(np.asarray(Ej(R + d)) - np.asarray(Ej(R - d))) / (2 * h)
+        np.testing.assert_allclose(F[:, atom, axis], fd, rtol=1e-6, atol=1e-9 * np.abs(F).max())
+    # translation invariance of the environments: the forces sum to zero, exactly
+    assert np.abs(F.sum(axis=1)).max() < 1e-12 * np.abs(F).max()
+
+
+def test_forces_rotate_with_the_molecule(mols):
+    kf = _model(oversampling=6.0)  # rotation invariance holds to the SO3Pool quadrature error
+    train, x, alpha, w = _energy_setup(mols, kf)
+    m = mols[5]
+    env = lambda R: environment_fn(m.Z, SPEC)(R) * 0.3  # noqa: E731
+    E = energy_fn(kf, x, train.Z, w, m.Z, env, block=16)
+    Q = np.asarray(matrix_from_euler(0.7, 1.1, -0.4))
+    R = m.R - m.R.mean(0)
+    e, F = energies_and_forces(E, np.stack([R, R @ Q.T]), batch=2)
+    np.testing.assert_allclose(e[1], e[0], rtol=1e-6)
+    np.testing.assert_allclose(F[1], F[0] @ Q.T, atol=1e-5 * np.abs(F).max())
+
+
+def test_force_inputs_are_checked(mols):
+    kf = _model()
+    train, x, alpha, w = _energy_setup(mols, kf)
+    with pytest.raises(ValueError, match="one per molecule"):
+        reference_weights(train, alpha[:-1])
+    with pytest.raises(ValueError, match="one per reference"):
+        energy_fn(kf, x, train.Z, w[:-1], mols[4].Z, lambda R: R)
+    with pytest.raises(ValueError, match="get"):
+        energy_fn(kf, x, train.Z, w, mols[4].Z, lambda R: R, get="both")
+    with pytest.raises(ValueError, match=r"\(B, n, 3\)"):
+        energies_and_forces(lambda R: R.sum(), np.zeros((4, 3)))
+
+
+def _conformations(m, n, seed=0, scale=0.05):
+    return m.R[None] + scale * np.random.default_rng(seed).normal(size=(n,) + m.R.shape)
+
+
+@pytest.fixture(scope="module")
+def small_kernel():
+    """A 5-atom molecule and a small network: the second derivatives compile in seconds."""
+    from eqntk.forces import conformation_kernel
+
+    ms = D.load_qm9()[:50]
+    m = ms[int(np.nonzero(ms.counts == 5)[0][0])]
+    spec = D.EnvironmentSpec(bandlimit=2, radial="gaussian", n_radial=2, radial_scaling=2.0)
+    kf = stax.serial(stax.S2ConvSO3(4, 2), stax.Erf(), stax.SO3Pool(oversampling=1.0), stax.Dense(1))[2]
+    env = lambda R: environment_fn(m.Z, spec)(R) * 0.3  # noqa: E731
+    return m, spec, kf, conformation_kernel(kf, m.Z, env)
+
+
+def _blocks(G, n_rows, n_cols, n3, a, b):
+    """``(ee, ef, fe, ff)`` of conformations ``(a, b)`` from an energy–force Gram's layout
+    (``n_rows``, ``n_cols``: the conformations of its two sides)."""
+    fa, fb = n_rows + a * n3 + np.arange(n3), n_cols + b * n3 + np.arange(n3)
+    return G[a, b], G[a, fb], G[fa, b], G[np.ix_(fa, fb)]
+
+
+# every derivative kernel below comes from one compiled program (batch=1, the same kernel object):
+# compiling the second derivatives is what costs, not evaluating them
+
+
+def test_energy_force_blocks_match_finite_differences(small_kernel):
+    from eqntk.forces import energy_force_gram
+
+    m, spec, kf, k = small_kernel
+    kj = jax.jit(k)
+    R1, R2 = _conformations(m, 2, seed=3)
+    n, n3 = len(m.Z), 3 * len(m.Z)
+    ee, ef, fe, ff = _blocks(energy_force_gram(k, R1[None], R2[None], batch=1), 1, 1, n3, 0, 0)
+    # k itself: the tiled kernel_fn and molecular segment sums
+    both = D.MoleculeSet.from_counts(np.full(2, n), np.tile(m.Z, 2), np.concatenate([R1, R2]))
+    x = D.atomic_environments(both, spec) * 0.3
+    K = D.molecular_kernel(np.asarray(kf(x[:n], x[n:], get="ntk")), both[:1], both[1:], same_element=True)
+    np.testing.assert_allclose(ee, K[0, 0], rtol=1e-12)
+    h = 1e-5
+    g = jax.jit(jax.grad(k, argnums=0))
+    for atom, axis in [(0, 0), (n - 1, 2)]:
+        d = np.zeros_like(R1)
+        d[atom, axis] = h
+        p = atom * 3 + axis
+        np.testing.assert_allclose(ef[p], -(kj(R1, R2 + d) - kj(R1, R2 - d)) / (2 * h), rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fe[p], -(kj(R1 + d, R2) - kj(R1 - d, R2)) / (2 * h), rtol=1e-6, atol=1e-12)
+        # ∂²k/∂R1∂R2, column p: the R2-derivative of ∂k/∂R1 by central differences
+        col = (np.asarray(g(R1, R2 + d)) - np.asarray(g(R1, R2 - d))).reshape(-1) / (2 * h)
+        np.testing.assert_allclose(ff[:, p], col, rtol=1e-5, atol=1e-7 * np.abs(ff).max())
+
+
+def test_energy_force_gram_structure(small_kernel):
+    from eqntk.forces import energy_force_gram
+
+    m, spec, kf, k = small_kernel
+    R = _conformations(m, 5, seed=4)
+    n3 = 3 * len(m.Z)
+    G = energy_force_gram(k, R, batch=1)  # the upper triangle of pairs; the rest by symmetry
+    assert G.shape == (5 * (1 + n3),) * 2
+    np.testing.assert_array_equal(G, G.T)
+    cross = energy_force_gram(k, R, R[:3], batch=1)  # the full rectangle, every pair computed
+    cols = np.concatenate([np.arange(3), 5 + np.arange(3 * n3)])
+    # k(R, R') = k(R', R) holds only to the SO3Pool quadrature error (its grid is not closed under inversion)
+    np.testing.assert_allclose(cross, G[:, cols], atol=1e-4 * np.abs(G).max())
+    for a, b in [(3, 1), (2, 2), (0, 2)]:  # the per-pair blocks sit where the layout says
+        for got, want in zip(_blocks(G, 5, 5, n3, a, b), _blocks(cross, 5, 3, n3, a, b)):
+            np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(G).max())
+    lam = np.linalg.eigvalsh(G)
+    assert lam.min() > -1e-4 * lam.max()  # a covariance, PSD up to the quadrature error
+    with pytest.raises(ValueError, match="one molecule"):
+        energy_force_gram(k, R, R[:, :3])
