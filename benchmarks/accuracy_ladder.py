@@ -6,7 +6,9 @@ For ``S2ConvSO3(·, L) → σ → SO3Pool(o) → Dense(1)`` on random signals of
 pre-activation variance grows as scale²) and σ ∈ {Erf, Rbf(0.5), ReLU}: at every level ``o`` of the
 ladder, the a-posteriori estimate ``δ_o = max|K_o − K_next| / max|K_next|`` that
 :func:`eqntk.core.accuracy.choose_oversampling` uses, and the true error against oversampling 24
-(max over NNGP and NTK), float64. Also the level chosen for rtol 1e-4 and 1e-6.
+(max over NNGP and NTK), float64. Also the level chosen for rtol 1e-4 and 1e-6, and at every
+level the true error of the Euler product grid of the same exact degree (``SO3Pool(rule=False)``)
+beside that of the point rule the pool uses by default.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import harness  # noqa: E402
 
 from eqntk import stax  # noqa: E402
 from eqntk.core.accuracy import DEFAULT_LEVELS, choose_oversampling  # noqa: E402
+from eqntk.so3.quadrature import grid_bandlimit_for, pool_rule, so3_grid  # noqa: E402
 from eqntk.experiments.common import environment_info, write_json  # noqa: E402
 
 NONLINEARITIES = {"erf": stax.Erf, "rbf0.5": lambda: stax.Rbf(0.5), "relu": stax.Relu}
@@ -45,22 +48,34 @@ def main(argv=None):
     rows = []
     t0 = time.perf_counter()
     for name, nl in NONLINEARITIES.items():
-        def build(o, nl=nl):
-            return stax.serial(stax.S2ConvSO3(1, L), nl(), stax.SO3Pool(oversampling=o), stax.Dense(1))[2]
+        def build(o, nl=nl, rule=True):
+            return stax.serial(stax.S2ConvSO3(1, L), nl(), stax.SO3Pool(oversampling=o, rule=rule), stax.Dense(1))[2]
 
         for scale in a.scales:
             x = scale * np.random.default_rng(0).normal(size=(a.n, L * L, a.channels))
             ks = {o: build(o)(x, None, ("nngp", "ntk")) for o in (*DEFAULT_LEVELS, a.reference)}
+            grid = {o: build(o, rule=False)(x, None, ("nngp", "ntk")) for o in DEFAULT_LEVELS}  # Euler product grid
             ref = ks[a.reference]
 
             def rel(k1, k2):
                 return max(float(np.max(np.abs(np.asarray(getattr(k1, f)) - np.asarray(getattr(k2, f))))
                                  / np.max(np.abs(np.asarray(getattr(k2, f))))) for f in ("nngp", "ntk"))
 
-            ladder = [{"oversampling": o, "estimate": rel(ks[o], ks[nxt]), "true_error": rel(ks[o], ref)}
+            def points(o):
+                # the pool uses its point rule only after maps that take the weights (Rbf; not Erf,
+                # ReLU): identical values to the grid's mean the grid was used
+                same = all(np.array_equal(np.asarray(getattr(ks[o], f)), np.asarray(getattr(grid[o], f)))
+                           for f in ("nngp", "ntk"))
+                rule = None if same else pool_rule(L, o, True)
+                return {"quadrature": "grid" if rule is None else f"rule t={rule.degree}",
+                        "points": so3_grid(grid_bandlimit_for(L, 1, o, True)).size if rule is None else rule.size,
+                        "grid_points": so3_grid(grid_bandlimit_for(L, 1, o, True)).size,
+                        "true_error_grid": rel(grid[o], ref)}
+
+            ladder = [{"oversampling": o, "estimate": rel(ks[o], ks[nxt]), "true_error": rel(ks[o], ref), **points(o)}
                       for o, nxt in zip(DEFAULT_LEVELS, DEFAULT_LEVELS[1:])]
             ladder.append({"oversampling": DEFAULT_LEVELS[-1], "estimate": None,
-                           "true_error": rel(ks[DEFAULT_LEVELS[-1]], ref)})
+                           "true_error": rel(ks[DEFAULT_LEVELS[-1]], ref), **points(DEFAULT_LEVELS[-1])})
             chosen = {}
             for rtol in (1e-4, 1e-6):
                 try:
@@ -74,7 +89,8 @@ def main(argv=None):
                          "chosen": chosen})
             print(f"{name:7s} scale {scale:4.1f} (variance {var:6.2f}): "
                   + "  ".join(f"o={r['oversampling']:g} est {r['estimate'] if r['estimate'] is not None else float('nan'):.1e}"
-                              f" true {r['true_error']:.1e}" for r in ladder), flush=True)
+                              f" true {r['true_error']:.1e} ({r['points']} pts; grid {r['true_error_grid']:.1e},"
+                              f" {r['grid_points']} pts)" for r in ladder), flush=True)
             print("        chosen: " + ", ".join(f"rtol {k}: " + (f"o={v['oversampling']:g} (true {v['true_error']:.1e})"
                                                                    if "oversampling" in v else "not reached")
                                                for k, v in chosen.items()), flush=True)

@@ -55,3 +55,22 @@ def load_average() -> list[float]:
 
 def python_version() -> str:
     return sys.version.split()[0]
+
+
+def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 3) -> float:
+    """The machine's measured matmul rate, FLOP/s: best of ``repeats`` square ``n × n`` ``jnp.matmul``s (after a warm-up)."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 / best

@@ -9,7 +9,9 @@ defaults: Gaussian radial basis, Rbf, normalised environments).
 
 Atoms of the first molecules of the embedded QM9 subset; the reference is oversampling 8.
 Reports max |K − K_ref| / max |K_ref| for NTK and NNGP, atom pairs per second (symmetric Gram,
-after compilation), and the pre-activation variance of the lift (how nonlinear Erf is).
+after compilation), and the pre-activation variance of the lift (how nonlinear Erf is). Each level
+runs on the pool's default point rule (where one is stored) and on the Euler product grid of the same
+exact degree (``SO3Pool(rule=False)``), in the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import eqntk.data as D
 from eqntk import stax
 from eqntk.experiments import qm9
 from eqntk.experiments.common import environment_info, write_json
+from eqntk.so3.quadrature import grid_bandlimit_for, pool_rule, so3_grid
 
 
 def main(argv=None):
@@ -45,9 +48,13 @@ def main(argv=None):
     x = qm9.environments(cfg, ms, None, np.float32)[0][: a.n_atoms]
     q = a.w_std ** 2 * (x.astype(np.float64) ** 2).sum((1, 2)) / (4 * np.pi * x.shape[2])
     res, ref = [], None
-    for osf in [a.reference] + list(a.oversamplings):
+    runs = [(a.reference, False)] + [(o, rule) for o in a.oversamplings for rule in (True, False)]
+    for osf, rule in runs:
         _, _, kf = stax.serial(stax.S2ConvSO3(256, a.bandlimit, W_std=a.w_std), cfg.nonlinearity_layer(),
-                               stax.SO3Pool(oversampling=osf), stax.Dense(1))
+                               stax.SO3Pool(oversampling=osf, rule=rule), stax.Dense(1))
+        points = pool_rule(a.bandlimit, osf, True) if (rule and cfg.nonlinearity in ("rbf",)) else None
+        if rule and points is None:
+            continue  # the pool uses the grid here (no rule stored, or a map that cannot take the weights)
         kf(x[:128], tile_size=128)  # compile
         t0 = time.perf_counter()
         k = kf(x, tile_size=128)
@@ -56,7 +63,9 @@ def main(argv=None):
         k = (np.asarray(k.nngp), np.asarray(k.ntk))
         if ref is None:
             ref = k
-        row = {"oversampling": osf, "seconds": dt, "pairs_per_s": x.shape[0] ** 2 / 2 / dt,
+        B = grid_bandlimit_for(a.bandlimit, 1, osf, True)
+        row = {"oversampling": osf, "quadrature": f"rule t={points.degree}" if points is not None else "grid",
+               "points": points.size if points is not None else so3_grid(B).size, "seconds": dt, "pairs_per_s": x.shape[0] ** 2 / 2 / dt,
                "rel_err_nngp": float(np.abs(k[0] - ref[0]).max() / np.abs(ref[0]).max()),
                "rel_err_ntk": float(np.abs(k[1] - ref[1]).max() / np.abs(ref[1]).max())}
         print(row, flush=True)

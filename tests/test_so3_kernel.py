@@ -56,6 +56,36 @@ def test_linear_networks():
     np.testing.assert_allclose(k3.ntk, 3 * k3.nngp, atol=1e-13)
 
 
+def test_pool_rule_direct_and_fourier_routes_agree():
+    """The pool's point rule evaluates ψ from the rotated inputs (few channels) or from its Wigner-D
+    blocks (many channels); zero channels change neither the kernel nor, here, anything but the route."""
+    import eqntk.so3.kernel_state as ks
+
+    L, C = 4, 2
+    x = _signals(4, L, C, seed=3) * 3.0
+    wide = np.concatenate([x, np.zeros(x.shape[:2] + (8 - C,))], axis=-1)  # C = 8: Fourier route
+    _, _, kf = stax.serial(stax.S2ConvSO3(4, L), stax.Rbf(0.5), stax.SO3Pool(oversampling=4), stax.Dense(1))
+    _, _, kw = stax.serial(stax.S2ConvSO3(4, L, W_std=np.sqrt(8 / C)), stax.Rbf(0.5), stax.SO3Pool(oversampling=4),
+                           stax.Dense(1))
+    _, _, kg = stax.serial(stax.S2ConvSO3(4, L), stax.Rbf(0.5), stax.SO3Pool(oversampling=4, rule=False),
+                           stax.Dense(1))
+    assert ks.pool_rule(L, 4.0, True) is not None
+    assert ks.num_block_coeffs(L) > L * L * C and ks.num_block_coeffs(L) < L * L * 8
+    a, b, g = kf(x), kw(wide), kg(x)
+    np.testing.assert_allclose(a.nngp, b.nngp, rtol=1e-12)
+    np.testing.assert_allclose(a.ntk, b.ntk, rtol=1e-12)
+    # a different quadrature of the same exact degree: close to the grid, not identical to it
+    assert 0 < np.max(np.abs(a.ntk - g.ntk)) < 1e-3 * np.max(np.abs(g.ntk))
+
+
+def test_pool_keeps_the_grid_where_the_last_map_cannot_take_the_weights():
+    x = _signals(3, 4, 2, seed=4) * 3.0
+    for nl in (stax.Erf(), stax.Relu()):
+        k = [stax.serial(stax.S2ConvSO3(4, 4), nl, stax.SO3Pool(oversampling=4, rule=r), stax.Dense(1))[2](x)
+             for r in (True, False)]
+        np.testing.assert_array_equal(k[0].ntk, k[1].ntk)
+
+
 def test_lift_sigma_pool_equals_rotation_average_dense_and_monte_carlo():
     """∫ κ(ψ(R)) dR with ψ(R) = ⟨f(R ·), f'⟩ / (4πC) computed in real space on S²."""
     sphericart = pytest.importorskip("sphericart")

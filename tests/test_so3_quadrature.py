@@ -93,3 +93,56 @@ def test_dense_and_separable_slice_routes_agree(L, B, L_out):
     np.testing.assert_allclose(out["dense"][0], out["separable"][0], atol=1e-12)
     np.testing.assert_allclose(out["dense"][0], T.to_grid(blk, B), atol=1e-12)
     np.testing.assert_allclose(out["dense"][1], out["separable"][1], atol=1e-12)
+
+
+# ------------------------------------------------------------------ point rules
+
+from math import prod  # noqa: E402
+
+from eqntk.so3.quadrature import SO3Rule, pool_rule, so3_rule, stored_rule_degrees  # noqa: E402
+
+
+def _double_factorial(n):
+    return prod(range(n, 0, -2)) if n > 0 else 1
+
+
+@pytest.mark.parametrize("t", stored_rule_degrees())
+def test_rule_is_exact_to_its_degree_and_positive(t):
+    rule = so3_rule(t)
+    assert isinstance(rule, SO3Rule) and rule.degree == t
+    assert np.all(rule.weights > 0) and abs(rule.weights.sum() - 1) < 1e-13
+    a, b, c = rule.euler.T
+    D = np.asarray(W.wigner_D_padded(t + 1, a, b, c, dtype=np.float64, xp=np))
+    I = np.einsum("p,plmn->lmn", rule.weights, D)
+    ref = np.zeros_like(I)
+    ref[0, t, t] = 1.0
+    np.testing.assert_allclose(I, ref, atol=1e-12)
+    # fewer points than the product grid of the same exact degree (the reason to ship it)
+    assert rule.size < so3_grid(t // 2 + 1).size
+
+
+@pytest.mark.parametrize("t", stored_rule_degrees())
+def test_rule_integrates_rotation_matrix_monomials_in_closed_form(t):
+    """Independent of the Wigner code: each column of a Haar rotation is uniform on S², so
+    ∫ R_1j^a R_2j^b R_3j^c = (a-1)!!(b-1)!!(c-1)!!/(a+b+c+1)!! for even a, b, c (0 if any is odd);
+    a monomial of degree a+b+c in the entries of R has Wigner degree ≤ a+b+c."""
+    rule = so3_rule(t)
+    R = np.asarray(W.matrix_from_euler(*[jnp.asarray(v) for v in rule.euler.T]))  # (N, 3, 3)
+    rng = np.random.default_rng(t)
+    for _ in range(12):
+        e = rng.multinomial(rng.integers(1, t + 1), [1 / 3] * 3)  # a + b + c ≤ t
+        j = rng.integers(3)
+        col = R[:, :, j]
+        got = rule.weights @ np.prod(col ** e[None, :], axis=1)
+        ref = 0.0 if np.any(e % 2) else (prod(_double_factorial(k - 1) for k in e)
+                                          / _double_factorial(int(e.sum()) + 1))
+        assert abs(got - ref) < 1e-12, (e, got, ref)
+
+
+def test_pool_rule_replaces_the_grid_of_the_same_exact_degree():
+    for l_in, s, nonlinear in ((4, 4.0, True), (4, 3.0, True), (4, 1.0, False), (2, 3.0, True)):
+        B = grid_bandlimit_for(l_in, 1, s, nonlinear)
+        rule = pool_rule(l_in, s, nonlinear)
+        if rule is not None:
+            assert rule.degree == 2 * B - 2 and rule.size < so3_grid(B).size
+    assert pool_rule(12, 24.0, True) is None  # no stored rule that exact: the product grid

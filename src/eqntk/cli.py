@@ -270,7 +270,7 @@ def _add_qm9(sub):
                       help="use the environments as they are")
     q.set_defaults(normalize=_QM9.normalize)
     q.add_argument("--oversampling", type=float, default=_QM9.oversampling,
-                   help="SO3Pool quadrature oversampling (default network: relative NTK error ~4e-6 at 4, ~3e-5 at "
+                   help="SO3Pool quadrature oversampling (default network: relative NTK error ~3e-6 at 4, ~2e-5 at "
                         "3, which makes the NTK Gram indefinite at the ridges the fit wants; Erf networks need less)")
     q.add_argument("--test-seed", type=int, default=0, help="seed of the test set (fixed across --seed)")
     q.add_argument("--data", default=None, metavar="SOURCE",

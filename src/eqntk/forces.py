@@ -27,6 +27,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from .core.checks import check_kind
+
 __all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "conformation_kernel", "energy_force_kernel",
            "energy_force_gram"]
 
@@ -101,8 +103,7 @@ def energy_fn(kernel_fn, x_ref, Z_ref, w_ref, Z, environment: Callable, *, get: 
     if Z_ref.shape != (x_ref.shape[0],) or w_ref.shape != Z_ref.shape:
         raise ValueError(f"energy_fn: Z_ref {Z_ref.shape} and w_ref {w_ref.shape} must have shape "
                          f"({x_ref.shape[0]},), one per reference environment")
-    if get not in ("ntk", "nngp"):
-        raise ValueError(f"energy_fn: get must be 'ntk' or 'nngp', got {get!r}")
+    check_kind("energy_fn", get)
     groups = []
     for e in np.unique(Z):
         ref = np.nonzero(Z_ref == e)[0]
@@ -125,6 +126,16 @@ def _block_program(kernel_fn, environment: Callable, get: str, atoms: tuple) -> 
         return jnp.sum(wa @ kernel_fn.tile(xa, environment(R)[atoms], get=get))
 
     return jax.jit(jax.vmap(jax.value_and_grad(e, argnums=2), (None, None, 0)))
+
+
+def _padded_batch(R, start: int, batch: int) -> tuple[np.ndarray, int]:
+    """``R[start:start + batch]`` padded to ``batch`` rows with copies of its last row (one compiled
+    shape for every batch), and the number of real rows."""
+    part = R[start:start + batch]
+    n = part.shape[0]
+    if n < batch:
+        part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+    return part, n
 
 
 def energies_and_forces(energy: Callable, R, *, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -152,10 +163,7 @@ def energies_and_forces(energy: Callable, R, *, batch: int = 16) -> tuple[np.nda
         f = jax.jit(jax.vmap(jax.value_and_grad(energy)))
     es, gs = [], []
     for s in range(0, R.shape[0], batch):
-        part = R[s:s + batch]
-        n = part.shape[0]
-        if n < batch:  # pad the last batch: one compilation
-            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+        part, n = _padded_batch(R, s, batch)
         e, g = f(part)
         es.append(np.asarray(e)[:n])
         gs.append(np.asarray(g)[:n])
@@ -174,8 +182,7 @@ def conformation_kernel(kernel_fn, Z, environment: Callable, *, get: str = "ntk"
     JAX function of the two ``(n, 3)`` position arrays (differentiable in both).
     """
     Z = np.asarray(Z)
-    if get not in ("ntk", "nngp"):
-        raise ValueError(f"conformation_kernel: get must be 'ntk' or 'nngp', got {get!r}")
+    check_kind("conformation_kernel", get)
     groups = [np.nonzero(Z == e)[0] for e in np.unique(Z)]
 
     def k(R1, R2):
@@ -238,14 +245,10 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, progress
     ee, ef = np.zeros((b1, b2)), np.zeros((b1, b2, n3))
     fe, ff = np.zeros((b1, n3, b2)), np.zeros((b1, n3, b2, n3))
 
-    def padded(R, s):
-        part = R[s:s + batch]
-        return np.concatenate([part, np.repeat(part[-1:], batch - part.shape[0], axis=0)]), part.shape[0]
-
     tiles = [(i, j) for i in range(0, b1, batch) for j in range(0, b2, batch) if not (same and j + batch <= i)]
     quiet = progress is False or (progress is None and len(tiles) < 8)
     for i, j in tqdm(tiles, desc="energy-force Gram", unit="tile", disable=quiet):
-        (a, na), (b, nb) = padded(R1, i), padded(R2, j)
+        (a, na), (b, nb) = _padded_batch(R1, i, batch), _padded_batch(R2, j, batch)
         o = [np.asarray(v) for v in f(a, b)]
         ee[i:i + na, j:j + nb] = o[0][:na, :nb]
         ef[i:i + na, j:j + nb] = o[1][:na, :nb]

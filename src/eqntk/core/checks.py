@@ -58,6 +58,20 @@ def check_real(where: str, name: str, value, *, lo: Optional[float] = None, stri
     return float(value)
 
 
+def check_bool(where: str, name: str, value) -> bool:
+    """``value`` as a ``bool`` (``True``/``False`` or NumPy booleans only: no truthy numbers or strings)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_kind(where: str, get) -> str:
+    """One kernel kind: ``'nngp'`` or ``'ntk'`` (for functions that return one kernel)."""
+    if get not in ("nngp", "ntk"):
+        raise ValueError(f"{where}: get must be 'ntk' or 'nngp', got {get!r}")
+    return get
+
+
 def check_std(where: str, name: str, value, allow_none: bool = True) -> Optional[float]:
     """A weight or bias standard deviation: a finite number (``None`` = no bias where allowed)."""
     if value is None:

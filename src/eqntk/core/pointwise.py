@@ -34,6 +34,9 @@ class PointwiseMap:
     """Base class. Subclasses implement :meth:`kernel`, :meth:`var` and :meth:`fn`."""
 
     nonlinear: bool = True
+    #: whether :meth:`weighted_kernel` puts the weights inside the map's evaluation (an exponential)
+    #: rather than multiplying by them afterwards
+    fuses_weights: bool = False
 
     def kernel(self, cov12, ntk, var1, var2):
         """Map ``(cov12, ntk)`` given broadcastable variances; ``ntk`` may be ``None``."""
@@ -43,6 +46,18 @@ class PointwiseMap:
         """Map the variance of a single pre-activation."""
         out, _ = self.kernel(var, None, var, var)
         return out
+
+    def weighted_kernel(self, cov12, ntk, var1, var2, log_weight):
+        """:meth:`kernel` times quadrature weights ``exp(log_weight)`` (broadcastable; ``-inf`` = weight 0).
+
+        A quadrature sums these values. Maps whose output is an exponential override this to put
+        the weight inside it, which XLA's CPU backend fuses into the evaluation; a separate
+        multiplication by a per-point weight array is materialised at the array's full size
+        before the reduction (measured 1.5-2x slower for the pool of a 128 x 128 tile).
+        """
+        out, t = self.kernel(cov12, ntk, var1, var2)
+        w = jnp.exp(log_weight)
+        return w * out, (None if t is None else w * t)
 
     def fn(self, x):
         """The finite-width elementwise function."""
@@ -171,14 +186,22 @@ class SinMap(PointwiseMap):
     a: float = 1.0
     b: float = 1.0
     c: float = 0.0
+    fuses_weights = True
 
     def kernel(self, cov12, ntk, var1, var2):
+        return self._kernel(cov12, ntk, var1, var2, 0.0)
+
+    def weighted_kernel(self, cov12, ntk, var1, var2, log_weight):
+        """The weights inside the exponentials (see :meth:`PointwiseMap.weighted_kernel`)."""
+        return self._kernel(cov12, ntk, var1, var2, log_weight)
+
+    def _kernel(self, cov12, ntk, var1, var2, log_weight):
         b2 = self.b**2
-        minus = jnp.exp(-b2 * (var1 + var2 - 2 * cov12) / 2)  # ≤ 1: never overflows
+        minus = jnp.exp(-b2 * (var1 + var2 - 2 * cov12) / 2 + log_weight)  # ≤ weight: never overflows
         cos2c = math.cos(2 * self.c)
         if abs(cos2c) < 1e-15:  # c = π/4 + kπ/2 (Rbf): the second term vanishes (cos(π/2) is 6e-17 in floats)
             return self.a**2 / 2 * minus, (None if ntk is None else ntk * (self.a**2 * b2 / 2 * minus))
-        plus = cos2c * jnp.exp(-b2 * (var1 + var2 + 2 * cov12) / 2)
+        plus = cos2c * jnp.exp(-b2 * (var1 + var2 + 2 * cov12) / 2 + log_weight)
         out = self.a**2 / 2 * (minus - plus)
         return out, (None if ntk is None else ntk * (self.a**2 * b2 / 2 * (minus + plus)))
 

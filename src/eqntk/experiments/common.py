@@ -143,7 +143,7 @@ def psd_tolerance(dtype: str, atoms: bool = False) -> float:
     rotation is not a PSD kernel; only its exact integral is), float32 round-off adds ~1e-6; the
     ridge chosen on the validation split absorbs both. ``atoms=True``: a Gram between single atom
     environments (the landmarks of :mod:`eqntk.landmarks`), which sees the quadrature error
-    undiluted by the sums over a molecule's atoms (the default QM9 network's NTK: ~4e-6 relative
+    undiluted by the sums over a molecule's atoms (the default QM9 network's NTK: ~3e-6 relative
     at oversampling 4, ``benchmarks/results/qm9_oversampling_rbf.json``): 1e-4 in float64.
     """
     if dtype == "float32":

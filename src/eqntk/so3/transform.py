@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import numpy as np
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ import jax.numpy as jnp
 from .quadrature import SO3Grid, so3_grid
 from .wigner import wigner_d_beta
 
-__all__ = ["TransformTables", "transform_tables", "synthesis_prepare", "synthesis_slice",
+__all__ = ["TransformTables", "transform_tables", "synthesis_prepare", "synthesis_slice", "rule_chunks", "rule_wigner",
            "analysis_slice", "analysis_finish", "to_grid", "from_grid"]
 
 # the four cos/sin choices (g1, g2): +1 = cos, -1 = sin
@@ -328,3 +329,48 @@ def slice_plan(grid_bandlimit: int, L: int, route: str = "auto") -> SlicePlan:
     else:
         dense = route == "dense"
     return SlicePlan(grid_bandlimit, L, dense)
+
+
+# --------------------------------------------------------------- point rules
+#
+# A pool on a point rule (:class:`~eqntk.so3.quadrature.SO3Rule`) evaluates the pair function at the
+# rule's points in chunks of about one β-slice, a scan over chunks like the slices above.
+
+_RULE_CHUNK = 192  # about the points of one β-slice at the default bandlimits
+
+
+@functools.lru_cache(maxsize=32)
+def rule_chunks(degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rule's points and weights in equal chunks: euler ``(n_chunks, chunk, 3)``, weights ``(n_chunks, chunk)``.
+
+    The chunk size is a multiple of 8 near ``_RULE_CHUNK``; the last chunk is padded with copies of
+    the first point at weight 0.
+    """
+    from .quadrature import so3_rule
+
+    rule = so3_rule(degree)
+    N = rule.size
+    k = max(1, math.ceil(N / _RULE_CHUNK))
+    chunk = 8 * math.ceil(N / k / 8)
+    pad = k * chunk - N
+    euler = np.concatenate([rule.euler, np.repeat(rule.euler[:1], pad, axis=0)])
+    w = np.concatenate([rule.weights, np.zeros(pad)])
+    return euler.reshape(k, chunk, 3), w.reshape(k, chunk)
+
+
+@functools.lru_cache(maxsize=32)
+def rule_wigner(degree: int, L: int, packed: bool) -> np.ndarray:
+    """Wigner-D values at the rule's points, float64, chunked as :func:`rule_chunks`.
+
+    ``packed=True``: ``(n_chunks, Σ(2l+1)², chunk)`` in block order (l, m, n), so that packed
+    blocks ``(..., Σ(2l+1)²) @ table[c]`` are the function's values on chunk ``c``;
+    ``packed=False``: padded ``(n_chunks, chunk, L, 2L-1, 2L-1)``.
+    """
+    from .wigner import _block_index, wigner_D_padded
+
+    euler, _ = rule_chunks(degree)
+    D = wigner_D_padded(L, euler[..., 0], euler[..., 1], euler[..., 2], dtype=np.float64, xp=np)
+    if not packed:
+        return np.ascontiguousarray(D)
+    ls, ms, ns = _block_index(L)
+    return np.ascontiguousarray(np.swapaxes(D[..., ls, ms, ns], -1, -2))
