@@ -119,17 +119,21 @@ def main(argv=None):
     print(f"wrote {args.out}")
 
 
-def _result(args, rows, seconds, cfg) -> dict:
+def summarise(rows, n_train, keys) -> list:
+    """Mean and std over splits of each ``keys`` column, per kernel and training size."""
     summary = []
     for kind in sorted({r["kernel"] for r in rows}):
-        for n in args.n_train:
+        for n in n_train:
             rs = [r for r in rows if r["kernel"] == kind and r["n_train"] == n]
-            if not rs:
-                continue
-            summary.append({"kernel": kind, "n_train": n, "n_splits": len(rs),
-                            **{k: float(np.mean([r[k] for r in rs])) for k in ("energy_mae_meV", "force_mae_meV_A")},
-                            **{k + "_std": float(np.std([r[k] for r in rs])) for k in ("energy_mae_meV",
-                                                                                         "force_mae_meV_A")}})
+            if rs:
+                summary.append({"kernel": kind, "n_train": n, "n_splits": len(rs),
+                                **{k: float(np.mean([r[k] for r in rs])) for k in keys},
+                                **{k + "_std": float(np.std([r[k] for r in rs])) for k in keys}})
+    return summary
+
+
+def _result(args, rows, seconds, cfg) -> dict:
+    summary = summarise(rows, args.n_train, ("energy_mae_meV", "force_mae_meV_A"))
     return {"experiment": "md17_forces", "args": {**vars(args), "data": os.path.basename(args.data)},
             "network": "eqntk qm9 default: " + repr(cfg.environment_spec()), "results": summary, "per_seed": rows,
             "anchors": ANCHORS, "seconds": seconds, "load_average_end": harness.load_average(),
