@@ -2,6 +2,7 @@
 
 * :mod:`.qm9` — QM9 atomization-energy kernel regression: SO(3) GCNN NTK/NNGP vs an MLP-on-signals NTK.
 * :mod:`.digits` — rotated-digits classification: CNN vs p4 vs p4m NTK.
+* :mod:`.md17` — per-atom forces with the equivariant (l = 1) matrix kernel of an SO(3) GCNN.
 * :mod:`.common` — tables, JSON, plots, ridge selection on a validation split.
 
 These modules never change JAX's configuration; run them with ``jax_enable_x64`` on (the CLI
