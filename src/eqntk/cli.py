@@ -341,7 +341,9 @@ Example (the MD17 ethanol conformations of the project's shared data):
 
 
 def _add_md17(sub):
-    from .experiments.common import DEFAULT_RIDGES
+    from .experiments.md17 import MD17Config
+
+    _MD17 = MD17Config(source="")  # the defaults
 
     q = sub.add_parser("md17", help="MD17-style forces with the equivariant l = 1 matrix kernel (learning curve)",
                        description=MD17_HELP, formatter_class=_Formatter)
@@ -355,11 +357,12 @@ def _add_md17(sub):
     q.add_argument("--test-seed", type=int, default=0, help="seed of the test set (fixed across --seed)")
     q.add_argument("--bandlimit", type=_positive_int("--bandlimit"), default=4, metavar="L",
                    help="spherical-harmonic degrees l < L of the atomic environments and of the lift")
-    q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=4.0,
-                   help="quadrature oversampling of the final SO3ConvSO3")
-    q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(DEFAULT_RIDGES), metavar="R",
+    q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=_MD17.oversampling,
+                   help="quadrature oversampling of the final SO3ConvSO3 (the kernel's accuracy limits the fit)")
+    q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(_MD17.ridges), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
     _add_common(q, "eqntk_output/md17")
+    q.set_defaults(dtype=_MD17.dtype)
     q.set_defaults(func=cmd_md17)
 
 
