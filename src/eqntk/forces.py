@@ -73,11 +73,17 @@ class EnergyModel:
             @jax.checkpoint
             def body(acc, blk, xe=xe):
                 xa, wa = blk
-                return acc + jnp.sum(wa @ self.kernel_fn.tile(xa, xe, get=self.get)), None
+                return acc + _block_energy(self.kernel_fn, self.get, xa, wa, xe), None
 
             e, _ = jax.lax.scan(body, jnp.zeros((), x.dtype), (jnp.asarray(xs, x.dtype), jnp.asarray(ws, x.dtype)))
             total = total + e
         return total
+
+
+def _block_energy(kernel_fn, get: str, xa, wa, xe):
+    """``Σ_a w_a Σ_i k(x_a, x_i)``: one block of reference atoms ``xa`` (weights ``wa``) against the
+    molecule's atoms ``xe`` of the same element; the one definition of the energy's terms."""
+    return jnp.sum(wa @ kernel_fn.tile(xa, xe, get=get))
 
 
 def energy_fn(kernel_fn, x_ref, Z_ref, w_ref, Z, environment: Callable, *, get: str = "ntk",
@@ -123,7 +129,7 @@ def _block_program(kernel_fn, environment: Callable, get: str, atoms: tuple) -> 
     atoms = np.asarray(atoms)
 
     def e(xa, wa, R):
-        return jnp.sum(wa @ kernel_fn.tile(xa, environment(R)[atoms], get=get))
+        return _block_energy(kernel_fn, get, xa, wa, environment(R)[atoms])
 
     return jax.jit(jax.vmap(jax.value_and_grad(e, argnums=2), (None, None, 0)))
 
