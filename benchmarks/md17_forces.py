@@ -35,11 +35,11 @@ import harness  # noqa: E402
 
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import qm9  # noqa: E402
+from eqntk.experiments.md17 import KCAL_MOL_IN_MEV  # noqa: E402
 from eqntk.experiments.common import (DEFAULT_RIDGES, environment_info, fit_predict, psd_tolerance,  # noqa: E402
                                       select_ridge, write_json)
 from eqntk.forces import energies_and_forces, energy_fn, reference_weights  # noqa: E402
 
-KCAL_MOL_IN_MEV = 1e3 * D.HARTREE_IN_EV / D.HARTREE_IN_KCAL_MOL
 #: anchors (issue 14): original MD17 ethanol, N = 1,000, trained on forces (sGDML)
 ANCHORS = {"sGDML (forces), N = 1,000": {"energy_meV": 3.0, "force_meV_per_A": 14.3}}
 

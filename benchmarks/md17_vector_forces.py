@@ -37,7 +37,7 @@ import harness  # noqa: E402
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import md17, qm9  # noqa: E402
 from eqntk.experiments.common import DEFAULT_RIDGES, environment_info, psd_tolerance, write_json  # noqa: E402
-from md17_forces import ANCHORS, KCAL_MOL_IN_MEV, summarise  # noqa: E402
+from md17_forces import ANCHORS, summarise  # noqa: E402
 
 
 def main(argv=None):
@@ -81,20 +81,21 @@ def main(argv=None):
                 f_mae = float(np.mean(np.abs(pred - F[test_idx])))
                 row = {"kernel": f"so3_l1_{kind}", "variant": "force vectors (l = 1 matrix kernel)", "n_train": n,
                        "seed": seed, "ridge_rel_by_element": ridges, "force_mae_kcal_mol_A": f_mae,
-                       "force_mae_meV_A": f_mae * KCAL_MOL_IN_MEV, "val_force_mae_meV_A": val_mae * KCAL_MOL_IN_MEV}
+                       "force_mae_meV_A": f_mae * md17.KCAL_MOL_IN_MEV,
+                       "val_force_mae_meV_A": val_mae * md17.KCAL_MOL_IN_MEV}
                 rows.append(row)
                 print(f"seed {seed} N = {n:5d} {kind}: force MAE {row['force_mae_meV_A']:7.1f} meV/Å "
                       f"(ridges {ridges})", flush=True)
-            write_json(args.out, _result(args, rows, seconds, cfg))
-    write_json(args.out, _result(args, rows, seconds, cfg))
+            write_json(args.out, _result(args, rows, seconds, cfg, spec))
+    write_json(args.out, _result(args, rows, seconds, cfg, spec))
     print(f"wrote {args.out}")
 
 
-def _result(args, rows, seconds, cfg) -> dict:
+def _result(args, rows, seconds, cfg, spec) -> dict:
     summary = summarise(rows, args.n_train, ("force_mae_meV_A",))
     return {"experiment": "md17_vector_forces", "args": {**vars(args), "data": os.path.basename(args.data)},
             "network": (f"S2ConvSO3(256, 4) -> Rbf -> SO3ConvSO3(256, 2, oversampling={cfg.oversampling}), "
-                        f"{args.dtype}, on " + repr(md17.network(cfg)[1])),
+                        f"{args.dtype}, on " + repr(spec)),
             "results": summary, "per_seed": rows, "anchors": ANCHORS, "seconds": seconds,
             "load_average_end": harness.load_average(), "environment": environment_info()}
 

@@ -341,28 +341,32 @@ Example (the MD17 ethanol conformations of the project's shared data):
 
 
 def _add_md17(sub):
+    import dataclasses
+
     from .experiments.md17 import MD17Config
 
-    _MD17 = MD17Config(source="")  # the defaults
+    default = {f.name: f.default for f in dataclasses.fields(MD17Config)}
 
     q = sub.add_parser("md17", help="MD17-style forces with the equivariant l = 1 matrix kernel (learning curve)",
                        description=MD17_HELP, formatter_class=_Formatter)
     q.add_argument("--data", required=True, metavar="NPZ",
                    help="conformations of one molecule: z (n_atoms,), R (B, n_atoms, 3) in Angstrom, F (B, n_atoms, 3)")
-    q.add_argument("--n-train", type=_positive_int("--n-train"), nargs="+", default=[50, 100, 200], metavar="N",
-                   help="training conformations of the learning curve (nested subsets)")
-    q.add_argument("--n-val", type=_positive_int("--n-val"), default=50, metavar="N",
+    q.add_argument("--n-train", type=_positive_int("--n-train"), nargs="+", default=list(default["n_train"]),
+                   metavar="N", help="training conformations of the learning curve (nested subsets)")
+    q.add_argument("--n-val", type=_positive_int("--n-val"), default=default["n_val"], metavar="N",
                    help="validation conformations (choose the ridge per element)")
-    q.add_argument("--n-test", type=_positive_int("--n-test"), default=200, metavar="N", help="test conformations")
-    q.add_argument("--test-seed", type=int, default=0, help="seed of the test set (fixed across --seed)")
-    q.add_argument("--bandlimit", type=_positive_int("--bandlimit"), default=4, metavar="L",
+    q.add_argument("--n-test", type=_positive_int("--n-test"), default=default["n_test"], metavar="N",
+                   help="test conformations")
+    q.add_argument("--test-seed", type=int, default=default["test_seed"],
+                   help="seed of the test set (fixed across --seed)")
+    q.add_argument("--bandlimit", type=_positive_int("--bandlimit"), default=default["bandlimit"], metavar="L",
                    help="spherical-harmonic degrees l < L of the atomic environments and of the lift")
-    q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=_MD17.oversampling,
+    q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=default["oversampling"],
                    help="quadrature oversampling of the final SO3ConvSO3 (the kernel's accuracy limits the fit)")
-    q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(_MD17.ridges), metavar="R",
+    q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(default["ridges"]), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
     _add_common(q, "eqntk_output/md17")
-    q.set_defaults(dtype=_MD17.dtype)
+    q.set_defaults(dtype=default["dtype"])
     q.set_defaults(func=cmd_md17)
 
 

@@ -217,7 +217,7 @@ def summary_table(result: dict) -> str:
 def print_summary(result: dict, log=print):
     log("")
     log(summary_table(result))
-    log("(MD17 forces are in kcal/mol/Å: ×43.36 for meV/Å)")
+    log(f"(MD17 forces are in kcal/mol/Å: ×{KCAL_MOL_IN_MEV:.2f} for meV/Å)")
     s = result["seconds"]
     log(f"\ntotal {s['total']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in s.items() if k != "total") + ")")
 

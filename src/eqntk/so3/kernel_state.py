@@ -128,6 +128,11 @@ class LiftBase:
 
         return d, f
 
+    def fourier_on_points(self) -> bool:
+        """Whether, at arbitrary points (a rule), synthesising ψ from its ``Σ(2l+1)²`` Wigner-D
+        coefficients beats the direct route's ``L² C`` multiply-adds per pair and point."""
+        return num_block_coeffs(self.L) < self.L**2 * self.left.shape[-1]
+
     def pointer(self, rule: SO3Rule):
         """``(xs, f)`` on a point rule: scan inputs with leading axis n_chunks, ``f(x) -> (nngp_c, ntk_c)``
         with values ``(..., chunk)`` at the chunk's points.
@@ -137,7 +142,7 @@ class LiftBase:
         """
         L, dt = self.L, self.left.dtype
         with_ntk = self.with_ntk
-        if num_block_coeffs(L) < L**2 * self.left.shape[-1]:
+        if self.fourier_on_points():
             packed = self.packed_blocks()
 
             def f_fourier(D_c):
@@ -163,7 +168,7 @@ class LiftBase:
 
     def rule_cost(self, rule: SO3Rule) -> Cost:
         chunk = rule_chunks(rule.degree)[1].shape[1]
-        if num_block_coeffs(self.L) < self.L**2 * self.left.shape[-1]:
+        if self.fourier_on_points():
             return Cost(pair=num_block_coeffs(self.L), row=0.0)
         return Cost(pair=0.0, row=2 * chunk * self.L * (2 * self.L - 1) * self.left.shape[-1])
 
