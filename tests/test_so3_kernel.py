@@ -278,3 +278,9 @@ def test_vectorised_arcsin_arccos_match_numpy():
     x64 = np.asarray(x32, np.float64)
     assert _ulps(arcsin(x32), np.arcsin(x64), np.float32).max() <= k
     assert _ulps(arccos(x32), np.arccos(x64), np.float32).max() <= k
+
+
+def test_pool_rule_flag_must_be_a_bool():
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="rule must be True or False"):
+            stax.SO3Pool(rule=bad)
