@@ -74,3 +74,37 @@ def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 3) -> floa
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return 2.0 * n**3 / best
+
+
+def memory_bandwidth(n: int = 1 << 25, repeats: int = 5) -> dict:
+    """The machine's measured memory bandwidth, bytes/s, on ``n`` float64 elements (256 MB by default).
+
+    ``stream``: ``y = 2x + 1`` into a new array (read + write, 16 B per element, the pattern of a kernel
+    layer: read its input kernels, write its outputs); ``read``: ``sum(x)`` (8 B per element). Best of
+    ``repeats`` after a warm-up.
+    """
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones(n, jnp.float64) if jax.config.jax_enable_x64 else jnp.ones(2 * n, jnp.float32)
+    nbytes = x.size * x.dtype.itemsize
+    out = {}
+    for name, f, moved in (("stream", jax.jit(lambda a: 2 * a + 1), 2 * nbytes), ("read", jax.jit(jnp.sum), nbytes)):
+        jax.block_until_ready(f(x))
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(f(x))
+            best = min(best, time.perf_counter() - t)
+        out[name] = moved / best
+    return out
+
+
+def write_result(path: str, result: dict) -> None:
+    """Write a benchmark's result JSON (folders made as needed) and say where, relative to here."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwrote {os.path.relpath(path)}")

@@ -171,7 +171,7 @@ def cmd_histology(args):
                                                              key=lambda r: r["n_train"])] for net in args.networks]
     print(format_table(["test accuracy [%] (test crops rot90)"] + [f"N={n}" for n in n_train], table))
     png = os.path.splitext(args.out)[0] + ".png"
-    _plot(rows, png, f"NCT-CRC demo: 9 classes, {te.size} rotated test crops (8x8 RGB)", "rotation")
+    _plot(rows, png, f"NCT-CRC demo: 9 classes, {te.size} rotated test crops ({32 // f}x{32 // f} RGB)", "rotation")
     print(f"wrote {args.out} and {png}")
 
 

@@ -227,6 +227,7 @@ def main():
     if a.planar:
         import jax
 
+        prev = res.get("planar")
         res["planar"] = {
             "networks": "p4: Z2ConvP4(8, 3) → Relu → P4ConvP4(8, 3) → Relu → GroupPool → Dense(1); cnn: Conv(8, 3) → Relu "
                         "→ Conv(8, 3) → Relu → GlobalAvgPool → Dense(1); random images, C = 3",
@@ -241,6 +242,8 @@ def main():
             "runs": [run_planar(cfg, b, a.timeout) for cfg in PLANAR for b in cfg[-1]],
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "loadavg_at_end": os.getloadavg(),
+            # earlier runs (other cost models) stay in the record, newest first
+            "earlier": ([{k: v for k, v in prev.items() if k != "earlier"}] + prev.get("earlier", [])) if prev else [],
         }
         os.makedirs(os.path.dirname(a.out), exist_ok=True)
         with open(a.out, "w") as f:

@@ -25,6 +25,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 # The authors' code on this machine type (../shared/reference/timings.md): (size, N) → (seconds, GB peak RSS)
 AUTHORS = {(8, 2): (0.07, 0.8), (8, 4): (0.25, 0.8), (8, 8): (0.62, 1.0), (8, 16): (3.1, 1.9),
            (16, 2): (1.5, 1.0), (16, 4): (5.2, 1.8), (16, 8): (18.0, 4.9), (32, 2): (23.0, 5.0)}
@@ -166,10 +169,7 @@ def main():
         "rows": rows,
         "skipped": skipped,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"\nwrote {args.out}")
+    harness.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,41 @@ def test_bad_parameters_are_refused():
         stax.LeakyRelu(float("nan"))
     with pytest.raises(ValueError, match="Sin.*b"):
         stax.Sin(b=float("inf"))
+
+
+def test_relu_dual_matches_extended_precision_arctan2():
+    # the arc-cosine kernels from NumPy's extended-precision arctan2 (an independent formula), over the
+    # whole range of the correlation, near and at |ρ| = 1, and with a zero variance
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(3)
+    rho = np.concatenate([rng.uniform(-1, 1, 4000), [1.0, -1.0, 1 - 1e-12, -1 + 1e-12, 0.0, 2**-0.5, -(2**-0.5)],
+                          1 - rng.uniform(0, 1e-6, 200), -1 + rng.uniform(0, 1e-6, 200)])
+    v1 = rng.uniform(0.1, 10, rho.size)
+    v2 = rng.uniform(0.1, 10, rho.size)
+    v1[:3], v2[3:5] = 0.0, 0.0
+    cov = rho * np.sqrt(v1 * v2)
+    out, dot = ReluMap().kernel(jnp.asarray(cov), jnp.ones_like(jnp.asarray(cov)), jnp.asarray(v1), jnp.asarray(v2))
+    L = np.longdouble
+    c, p = cov.astype(L), v1.astype(L) * v2.astype(L)
+    s = np.sqrt(np.maximum(p - c * c, 0))
+    theta = np.arctan2(s, c)
+    pi = L(np.pi)
+    want_out = (s + (pi - theta) * c) / (2 * pi)
+    want_dot = (pi - theta) / (2 * pi)
+    scale = np.sqrt(v1 * v2)
+    assert np.max(np.abs(np.asarray(out) - want_out.astype(float)) / np.where(scale > 0, scale, 1.0)) < 2e-15
+    zero = (v1 == 0) | (v2 == 0)
+    # θ(ρ) is ill-conditioned at |ρ| = 1 (dθ/dρ = −1/√(1 − ρ²)): one rounding of cov12 or of
+    # var1·var2 − cov12² moves it by ~ε/√(1 − ρ²)
+    tol = 2e-15 + 4e-16 / np.sqrt(np.maximum(1 - rho**2, 1e-300))
+    assert np.all((np.abs(np.asarray(dot) - want_dot.astype(float)) <= tol)[~zero])
+    assert np.allclose(np.asarray(dot)[zero], 0.25)  # θ = π/2 where a variance vanishes (cov = 0)
+
+
+def test_relu_self_pairs_are_exact():
+    # K(x, x) = var / 2 and E[σ'σ'] = 1/2 exactly: the cancellation in s + (π − θ) cov12 must be exact
+    jax.config.update("jax_enable_x64", True)
+    v = jnp.asarray(np.random.default_rng(4).uniform(1e-3, 1e3, 1000))
+    out, dot = ReluMap().kernel(v, jnp.ones_like(v), v, v)
+    assert np.max(np.abs(np.asarray(out) - np.asarray(v) / 2) / np.asarray(v)) < 4e-16
+    assert np.all(np.asarray(dot) == 0.5)

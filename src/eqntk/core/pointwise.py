@@ -122,17 +122,33 @@ def arccos(x):
 def _relu_dual(cov12, var1, var2):
     """``(E[relu(a) relu(b)], E[1_{a>0} 1_{b>0}])`` for ``(a, b)`` with covariance ``cov12`` and
     variances ``var1``, ``var2``: ``((s + (π − θ) cov12) / 2π, (π − θ) / 2π)``, ``θ`` the angle
-    between them and ``s = √(var1 var2 − cov12²)`` (the arc-cosine kernels of degrees 1 and 0)."""
-    prod = var1 * var2
-    s = _safe_sqrt(prod - cov12**2)
-    root = jnp.sqrt(prod)
-    safe = jnp.where(root > 0, root, 1.0)
-    rc, rs = jnp.clip(cov12 / safe, -1.0, 1.0), jnp.clip(s / safe, 0.0, 1.0)
-    # θ = arctan2(s, cov12), vectorised; near |ρ| = 1 from s itself (as arctan2 would), so that
-    # the cancellation in s + (π − θ) cov12 stays exact for self pairs.
-    near = arcsin(rs)
-    theta = jnp.where(jnp.abs(rc) <= 0.7, arccos(rc), jnp.where(cov12 > 0, near, jnp.pi - near))
+    between them and ``s = √(var1 var2 − cov12²)`` (the arc-cosine kernels of degrees 1 and 0).
+
+    ``θ`` comes from one :func:`arcsin` evaluation: ``π/2 − arcsin ρ`` for ``|ρ| ≤ 1/√2``
+    (``ρ = cov12 / √(var1 var2)``), else from ``arcsin(s / √(var1 var2)) ≤ π/4``, so that near
+    ``|ρ| = 1`` it comes from ``s`` itself (as ``arctan2`` would) and the cancellation in
+    ``s + (π − θ) cov12`` stays exact for self pairs. The reciprocal standard deviations are taken
+    on the variances' own (often much smaller, broadcast) shapes.
+    """
+    inv1, inv2 = _inv_sqrt(var1), _inv_sqrt(var2)
+    s = _safe_sqrt(var1 * var2 - cov12**2)
+    inv = inv1 * inv2
+    rc, rs = jnp.clip(cov12 * inv, -1.0, 1.0), jnp.clip(s * inv, 0.0, 1.0)
+    a = jnp.abs(rc)
+    small = a <= _SQRT_HALF
+    g = arcsin(jnp.where(small, a, rs))
+    theta = jnp.where(small, jnp.pi / 2 - jnp.sign(rc) * g, jnp.where(rc > 0, g, jnp.pi - g))
     return (s + (jnp.pi - theta) * cov12) / (2 * jnp.pi), (jnp.pi - theta) / (2 * jnp.pi)
+
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _inv_sqrt(v):
+    """``1/√v``, and 0 where ``v = 0``."""
+    v = jnp.asarray(v)
+    pos = v > 0
+    return jnp.where(pos, 1.0 / jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,11 +286,14 @@ class ElementwiseMap(PointwiseMap):
         shape = jnp.broadcast_shapes(jnp.shape(cov12), jnp.shape(var1), jnp.shape(var2))
 
         def outer(i, acc):
-            a = s1 * z[i]
-            ga = g(a)
-            b = s2 * (rho * z[i] + r * z[:, None].reshape((-1,) + (1,) * len(shape)))
-            inner = jnp.tensordot(w, g(b), axes=1)
-            return acc + w[i] * ga * inner
+            ga = w[i] * g(s1 * z[i])
+            u = rho * z[i]
+
+            # node by node: a (n, *shape) array of inner values would be n kernel-sized temporaries
+            def inner(j, acc):
+                return acc + ga * (w[j] * g(s2 * (u + r * z[j])))
+
+            return jax.lax.fori_loop(0, self.n, inner, acc)
 
         return jax.lax.fori_loop(0, self.n, outer, jnp.zeros(shape, dtype))
 

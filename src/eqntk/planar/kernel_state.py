@@ -13,7 +13,10 @@ the CNN kernel between ``x`` and the transformed image ``T_d x'``:
 * pool:        ``(1/|G|) Σ_d mean_{t,u} N_d(t, u)``.
 
 So a pair costs ``|G|`` spatial blocks, never ``|G|²``; the plain CNN is the
-trivial group (``|G| = 1``).
+trivial group (``|G| = 1``). The lift's window mean is the Gram matrix of the images'
+``q × q`` patches (one matrix product); every layer's kernel update runs as an XLA
+computation of its own (:func:`eqntk.core.fusion.apart`), so that a nonlinearity is
+evaluated once per value rather than once per window tap of the next convolution.
 
 :class:`SpatialKernel` holds one family of such pairs (its batch shape is free);
 :class:`SpatialPairs` is the state of a tile: the cross pairs ``(x1[i], x2[j])``,
@@ -24,15 +27,17 @@ the variances a nonlinearity after pooling needs (jit drops them when unused).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ..core.fusion import apart
 from ..core.kernel import Cost, InvariantKernel, pytree_dataclass
 from .groups import PlanarGroup, pixel_permutation, transform_grid
-from .spatial import window_mean, window_mean_diag
+from .spatial import patches, window_mean, window_mean_diag
 
 __all__ = ["SpatialKernel", "SpatialPairs", "lift_pairs", "kernel_cost", "map_temporaries"]
 
@@ -40,6 +45,11 @@ __all__ = ["SpatialKernel", "SpatialPairs", "lift_pairs", "kernel_cost", "map_te
 def _spatial(v):
     """Variance maps ``(..., H, W)`` → broadcastable to the first argument of ``(..., H, W, H, W)``."""
     return v[..., :, :, None, None]
+
+
+def _conv(nngp, ntk, q: int, padding: str, w2: float, b2: float):
+    out = w2 * window_mean(nngp, q, padding) + b2
+    return out, (None if ntk is None else out + w2 * window_mean(ntk, q, padding))
 
 
 @pytree_dataclass
@@ -58,13 +68,12 @@ class SpatialKernel:
     var2: jax.Array
 
     def pointwise(self, m) -> "SpatialKernel":
-        nngp, ntk = m.kernel(self.nngp, self.ntk, _spatial(self.var1), self.var2[..., None, None, :, :])
+        nngp, ntk = apart(m.kernel, self.nngp, self.ntk, _spatial(self.var1), self.var2[..., None, None, :, :])
         return SpatialKernel(nngp, ntk, m.var(self.var1), m.var(self.var2))
 
     def conv(self, q: int, padding: str, w2: float, b2: float) -> "SpatialKernel":
         """``K' = w² A[K] + b²``, ``Θ' = K' + w² A[Θ]``."""
-        nngp = w2 * window_mean(self.nngp, q, padding) + b2
-        ntk = None if self.ntk is None else nngp + w2 * window_mean(self.ntk, q, padding)
+        nngp, ntk = apart(functools.partial(_conv, q=q, padding=padding, w2=w2, b2=b2), self.nngp, self.ntk)
         va = w2 * window_mean_diag(self.var1, q, padding) + b2
         vb = w2 * window_mean_diag(self.var2, q, padding) + b2
         return SpatialKernel(nngp, ntk, va, vb)
@@ -75,9 +84,9 @@ class SpatialKernel:
         return jnp.mean(self.nngp, axis=axes), (None if self.ntk is None else jnp.mean(self.ntk, axis=axes))
 
 
-#: extra full blocks live per pair while a nonlinearity's NTK factor is evaluated (with_ntk only),
-#: by map type; ReLU's temporaries are already in the base count below, unknown maps get 2.
-_MAP_TEMPORARIES = {"ReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 2.0}
+#: extra full blocks live per pair while a nonlinearity's kernel is evaluated, by map type: the closed
+#: forms need none beyond the base count below; Gauss–Hermite maps (ElementwiseMap) and unknown maps 2.
+_MAP_TEMPORARIES = {"ReluMap": 0.0, "ABReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 0.0, "SinMap": 0.0}
 
 
 def map_temporaries(m) -> float:
@@ -85,53 +94,41 @@ def map_temporaries(m) -> float:
 
 
 def kernel_cost(group: PlanarGroup, H: int, W: int, q: int, padding: str, with_ntk: bool,
-                convs: int = 0, maps: int = 0, temporaries: float = 0.0, grid0: Optional[tuple] = None) -> Cost:
+                convs: int = 0, maps: int = 0, temporaries: float = 0.0) -> Cost:
     """Working memory of a tile at one stage of the network, in elements (the one cost model of planar kernels).
 
     A *block* is one spatial kernel of one pair, ``B = |G| (HW)²`` elements at the stage's input grid
-    ``H × W``; a *padded block* ``Bp = |G| (H + 2r)² W²`` (``r = (q − 1)/2``, ``r = 0`` for VALID) is the
-    first-plane padding copy of a window mean (``_pad`` along ``(i, i')``), which XLA materialises. The
-    live buffers per pair at the peak of the compiled tile program (XLA CPU buffer assignment, counted in
-    ``memory_analysis()`` and the buffer-assignment dumps; see ``tests/test_planar_cost.py``):
+    ``H × W``. Every layer runs as a computation of its own (:func:`eqntk.core.fusion.apart`), so the
+    peak is that of one layer, whatever the depth: its input kernels, its output kernels and its own
+    temporaries. Counted from XLA's buffer assignment of compiled tile programs
+    (``memory_analysis()``; ``tests/test_planar_cost.py``), per pair:
 
-    * NNGP only: the input kernel (einsum), one padded copy, the window-mean output and two block-sized
-      constant broadcasts that the pooling reduction takes as operands: 3 blocks + 1 padded, plus one
-      block for each of the first two layers after the lift (the pointwise map's ``sqrt``/``divide``
-      results that XLA keeps for the fused consumers), plus one padded block from the second
-      convolution after the lift on.
-    * with NTK, before the first convolution after the lift the NTK is the NNGP (same buffer): as above.
-      From the first convolution after the lift on, NNGP and NTK are separate arrays, each with its
-      padded copy and the ReLU temporaries shared by both: 7 blocks + 3 padded; each further
-      convolution keeps its predecessors' NTK factors live (XLA schedules the NNGP chain ahead of the
-      NTK chain): + 2 blocks + 1 padded per convolution. A nonlinearity other than ReLU adds its own
-      temporaries (``temporaries``, full blocks; Erf 2).
-    * a quarter block for the small buffers (variance maps, indices, the tile's inputs).
+    * NNGP only: 3 blocks;
+    * with NTK: 6 blocks up to the first convolution after a nonlinearity (NNGP and NTK share one
+      array until then), 7 from there on;
+    * a nonlinearity's own temporaries (``temporaries``, full blocks; 0 for the closed forms, 2 for
+      Gauss–Hermite maps), half of them with NTK before the first convolution after a map;
+    * a quarter block for the small buffers (variance maps, patches, the tile's inputs).
 
     Per input (``row``): the self pairs ``(x1[i], x1[i])``, NNGP only, the same count as the NNGP
-    chain; jit drops them when no nonlinearity follows the pooling, so this overestimates small tiles
+    stage; jit drops them when no nonlinearity follows the pooling, so this overestimates small tiles
     of such networks (for large tiles the ``t1 t2`` term dominates).
 
-    ``convs``/``maps``: convolutions/pointwise maps applied after the lift up to this stage;
-    ``grid0``: the network's input grid. After a VALID window the grid shrinks but the live buffers do
-    not shrink with it (XLA keeps kernels of the earlier, larger grids alive): VALID stages are counted
-    at ``grid0``, an overestimate where the grid shrinks a lot (small images).
+    ``convs``/``maps``: convolutions/pointwise maps applied after the lift up to this stage.
     """
-    if padding == "VALID" and grid0 is not None:
-        H, W = grid0  # XLA keeps buffers of the earlier, larger grids live: count at the input grid
-    r = 0 if padding == "VALID" else (q - 1) // 2
     block = group.order * float(H * W) ** 2
-    padded = group.order * float((H + 2 * r) * W) ** 2
-    k = convs + maps
-    nngp = (3.25 + min(k, 2)) * block + (1 + (convs >= 2)) * padded
-    if with_ntk and convs >= 1 and maps >= 1:
-        pair = (7.25 + 2 * (convs - 1) + temporaries) * block + (3 + (convs - 1)) * padded
+    mixed = convs >= 1 and maps >= 1  # a convolution after a nonlinearity: NNGP and NTK are separate arrays
+    nngp = (3.25 + temporaries) * block
+    if not with_ntk:
+        pair = nngp
+    elif mixed:
+        pair = 7.25 * block
     else:
-        pair = nngp + (temporaries if with_ntk else 0.0) * block
+        pair = (6.25 + temporaries / 2) * block
     return Cost(pair=pair, row=nngp)
 
 
-@pytree_dataclass(static=("group", "with_ntk", "cost", "convs", "maps", "q", "padding", "temporaries",
-                             "grid0"))
+@pytree_dataclass(static=("group", "with_ntk", "cost", "convs", "maps", "q", "padding", "temporaries"))
 class SpatialPairs:
     """State of a tile after a planar lift (or a plain ``Conv``).
 
@@ -146,13 +143,12 @@ class SpatialPairs:
     with_ntk: bool
     cost: Cost = Cost()
     # where the network is, for the cost model (kernel_cost): layers after the lift, the last
-    # window's filter and padding, the largest nonlinearity temporaries so far, the input grid
+    # window's filter and padding, the largest nonlinearity temporaries so far
     convs: int = 0
     maps: int = 0
     q: int = 1
     padding: str = "VALID"
     temporaries: float = 0.0
-    grid0: Optional[tuple] = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -165,8 +161,7 @@ class SpatialPairs:
         """
         new = dataclasses.replace(self, cross=f(self.cross), self1=f(self.self1), self2=f(self.self2), **stage)
         H, W = self.grid
-        c = kernel_cost(self.group, H, W, new.q, new.padding, self.with_ntk, new.convs, new.maps, new.temporaries,
-                        self.grid0)
+        c = kernel_cost(self.group, H, W, new.q, new.padding, self.with_ntk, new.convs, new.maps, new.temporaries)
         return dataclasses.replace(new, cost=self.cost.max(*c))
 
     def pointwise(self, m) -> "SpatialPairs":
@@ -205,13 +200,6 @@ class SpatialPairs:
         return out.reshape(N.shape)
 
 
-def _input_kernels(xa, xb_g, outer: bool):
-    """Layer-0 spatial kernels ``x(t) · (T_d x')(u) / C``: ``(t1, [t2,] |G|, H, W, H, W)``."""
-    C = xa.shape[-1]
-    eq = "ahwc,bgHWc->abghwHW" if outer else "ahwc,agHWc->aghwHW"
-    return jnp.einsum(eq, xa, xb_g) / C
-
-
 def lift_pairs(x1, x2, group: PlanarGroup, q: int, padding: str, w2: float, b2: float, with_ntk: bool,
                cost: Cost) -> SpatialPairs:
     """The lifting layer on a tile of images ``x1 (t1, H, W, C)``, ``x2 (t2, H, W, C)``.
@@ -222,16 +210,18 @@ def lift_pairs(x1, x2, group: PlanarGroup, q: int, padding: str, w2: float, b2: 
     cost = cost.max(*kernel_cost(group, H, W, q, padding, with_ntk))
 
     def pairs(xa, xb, outer, ntk):
-        xb_g = transform_grid(xb, group)  # (t, |G|, H, W, C)
-        k0 = _input_kernels(xa, xb_g, outer)
-        va = jnp.sum(xa**2, axis=-1) / C  # (t, H, W)
-        vb = jnp.sum(xb_g**2, axis=-1) / C  # (t, |G|, H, W)
+        pa = patches(xa, q, padding)  # (t, Ho, Wo, q²C)
+        pb = patches(transform_grid(xb, group), q, padding)  # (t, |G|, Ho, Wo, q²C)
+        scale = w2 / pa.shape[-1]
+        eq = "ahwk,bgHWk->abghwHW" if outer else "ahwk,agHWk->aghwHW"
+        nngp = apart(lambda a, b: scale * jnp.einsum(eq, a, b) + b2, pa, pb)
+        va = scale * jnp.sum(pa**2, axis=-1) + b2  # (t, Ho, Wo)
+        vb = scale * jnp.sum(pb**2, axis=-1) + b2  # (t, |G|, Ho, Wo)
         if outer:
             va, vb = va[:, None, None], vb[None]
         else:
             va = va[:, None]
-        k = SpatialKernel(k0, None, va, vb).conv(q, padding, w2, b2)
-        return dataclasses.replace(k, ntk=k.nngp if ntk else None)
+        return SpatialKernel(nngp, nngp if ntk else None, va, vb)
 
     return SpatialPairs(pairs(x1, x2, True, with_ntk), pairs(x1, x1, False, False), pairs(x2, x2, False, False),
-                        group, with_ntk, cost, q=q, padding=padding, grid0=(H, W))
+                        group, with_ntk, cost, q=q, padding=padding)
