@@ -9,8 +9,9 @@ this on XLA's CPU backend (it is removed before fusion).
 
 :func:`apart` evaluates ``fn(*args)`` inside a ``lax.cond`` whose two branches are the same
 function: a conditional is not fused with its surroundings, so its operands and results are
-materialised exactly once and ``fn`` is fused on its own. Measured on the 32 × 32 CNN kernel
-(``benchmarks/image_kernels.py``) it is 2–3× faster than letting XLA fuse across the layers.
+materialised exactly once and ``fn`` is fused on its own. In quick timings of the 32 × 32 CNN
+kernel during issue 12 it made the planar layers 1.6–2.5× faster than fusing across them; the
+combined effect of that issue is in ``benchmarks/results/image_kernels.json``.
 The predicate reads one element of the first operand (``x == x``, false only for NaN, where both
 branches give the same result), so XLA cannot fold the conditional away. Under ``jax.vmap`` over a
 batched operand JAX turns the conditional into a select of both branches: the same values, twice

@@ -93,8 +93,8 @@ def map_temporaries(m) -> float:
     return _MAP_TEMPORARIES.get(type(m).__name__, 2.0)
 
 
-def kernel_cost(group: PlanarGroup, H: int, W: int, q: int, padding: str, with_ntk: bool,
-                convs: int = 0, maps: int = 0, temporaries: float = 0.0) -> Cost:
+def kernel_cost(group: PlanarGroup, H: int, W: int, with_ntk: bool, convs: int = 0, maps: int = 0,
+                temporaries: float = 0.0) -> Cost:
     """Working memory of a tile at one stage of the network, in elements (the one cost model of planar kernels).
 
     A *block* is one spatial kernel of one pair, ``B = |G| (HW)²`` elements at the stage's input grid
@@ -128,7 +128,7 @@ def kernel_cost(group: PlanarGroup, H: int, W: int, q: int, padding: str, with_n
     return Cost(pair=pair, row=nngp)
 
 
-@pytree_dataclass(static=("group", "with_ntk", "cost", "convs", "maps", "q", "padding", "temporaries"))
+@pytree_dataclass(static=("group", "with_ntk", "cost", "convs", "maps", "temporaries"))
 class SpatialPairs:
     """State of a tile after a planar lift (or a plain ``Conv``).
 
@@ -142,12 +142,10 @@ class SpatialPairs:
     group: PlanarGroup
     with_ntk: bool
     cost: Cost = Cost()
-    # where the network is, for the cost model (kernel_cost): layers after the lift, the last
-    # window's filter and padding, the largest nonlinearity temporaries so far
+    # where the network is, for the cost model (kernel_cost): layers after the lift, the largest
+    # nonlinearity temporaries so far
     convs: int = 0
     maps: int = 0
-    q: int = 1
-    padding: str = "VALID"
     temporaries: float = 0.0
 
     @property
@@ -161,7 +159,7 @@ class SpatialPairs:
         """
         new = dataclasses.replace(self, cross=f(self.cross), self1=f(self.self1), self2=f(self.self2), **stage)
         H, W = self.grid
-        c = kernel_cost(self.group, H, W, new.q, new.padding, self.with_ntk, new.convs, new.maps, new.temporaries)
+        c = kernel_cost(self.group, H, W, self.with_ntk, new.convs, new.maps, new.temporaries)
         return dataclasses.replace(new, cost=self.cost.max(*c))
 
     def pointwise(self, m) -> "SpatialPairs":
@@ -169,7 +167,7 @@ class SpatialPairs:
                          temporaries=max(self.temporaries, map_temporaries(m)))
 
     def conv(self, q: int, padding: str, w2: float, b2: float) -> "SpatialPairs":
-        return self._map(lambda k: k.conv(q, padding, w2, b2), convs=self.convs + 1, q=q, padding=padding)
+        return self._map(lambda k: k.conv(q, padding, w2, b2), convs=self.convs + 1)
 
     def pool(self) -> InvariantKernel:
         """Mean over the group and space of both arguments."""
@@ -206,8 +204,8 @@ def lift_pairs(x1, x2, group: PlanarGroup, q: int, padding: str, w2: float, b2: 
 
     ``N_d = w² A[x · (T_d x')ᵀ / C] + b²``; its NTK is its NNGP (first layer).
     """
-    H, W, C = x1.shape[1:]
-    cost = cost.max(*kernel_cost(group, H, W, q, padding, with_ntk))
+    H, W = x1.shape[1:3]
+    cost = cost.max(*kernel_cost(group, H, W, with_ntk))
 
     def pairs(xa, xb, outer, ntk):
         pa = patches(xa, q, padding)  # (t, Ho, Wo, q²C)
@@ -224,4 +222,4 @@ def lift_pairs(x1, x2, group: PlanarGroup, q: int, padding: str, w2: float, b2: 
         return SpatialKernel(nngp, nngp if ntk else None, va, vb)
 
     return SpatialPairs(pairs(x1, x2, True, with_ntk), pairs(x1, x1, False, False), pairs(x2, x2, False, False),
-                        group, with_ntk, cost, q=q, padding=padding)
+                        group, with_ntk, cost)

@@ -91,15 +91,13 @@ def window_mean(K: jax.Array, q: int, padding: str) -> jax.Array:
     ``Ho = output_size(H, q, padding)``.
     """
     H, W = K.shape[-4], K.shape[-3]
-    r = (q - 1) // 2
     nd = K.ndim
     # the (j, j') plane first, as a computation of its own: XLA otherwise recomputes it inside a
-    # transposing gather for the padded views of the (i, i') plane (measured 1.3-1.8x slower for the
-    # 32 x 32 CNN kernel, benchmarks/image_kernels.py)
+    # transposing gather for the padded views of the (i, i') plane (1.3-1.8x slower for the 32 x 32
+    # CNN kernel in quick timings during issue 12)
     x = apart(functools.partial(_plane, ax1=nd - 3, ax2=nd - 1, q=q, n_out=output_size(W, q, padding),
                                 padding=padding), K)
-    x = _pad(x, (nd - 4, nd - 2), r, padding)
-    x = _diag_taps(x, nd - 4, nd - 2, q, output_size(H, q, padding))
+    x = _plane(x, nd - 4, nd - 2, q, output_size(H, q, padding), padding)
     return x * (1.0 / (q * q))
 
 
