@@ -55,7 +55,7 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/md17_vector_forces.json")
     args = p.parse_args(argv)
 
-    d = md17.load(args.data)
+    d = D.load_md17(args.data)
     z, R, F = d["z"], d["R"], d["F"]
     n_conf, n_at = R.shape[0], z.size
     cfg = md17.MD17Config(source=args.data, n_train=tuple(args.n_train), n_val=args.n_val, n_test=args.n_test,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+import eqntk.data as D
 from eqntk import cli
 from eqntk.experiments import md17
 
@@ -80,5 +81,22 @@ def test_cli_writes_json_and_png_and_refuses_bad_data(synthetic, tmp_path, capsy
     assert "lacks ['F']" in capsys.readouterr().err
     assert cli.main(["md17", "--data", synthetic, "--n-train", "100", "--out", out, "--no-progress"]) == 2
     assert "fewer than" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["md17"])  # --data is required
+    assert cli.main(["md17", "--n-train", "400", "--out", out, "--no-progress"]) == 2  # the embedded 500 do not fit
+    assert "500 conformations" in capsys.readouterr().err
+
+
+def test_embedded_md17_subset():
+    """The shipped ethanol subset: its shapes, the ethanol formula, and forces that are the negative energy
+    gradient: for close conformation pairs, E(R') − E(R) ≈ −½ (F + F')·(R' − R) (trapezoid rule)."""
+    d = D.load_md17()
+    assert sorted(d["z"].tolist()) == [1] * 6 + [6, 6, 8]
+    assert d["R"].shape == (500, 9, 3) and d["F"].shape == (500, 9, 3) and d["E"].shape == (500,)
+    R, E, F = d["R"], d["E"], d["F"]
+    dR = R[:, None] - R[None]
+    dist = np.sqrt((dR ** 2).sum(axis=(2, 3)))
+    i, j = np.unravel_index(np.argsort(dist + np.eye(len(R)) * 1e9, axis=None)[:20], dist.shape)
+    pred = -0.5 * np.einsum("pax,pax->p", F[i] + F[j], R[j] - R[i])
+    # conformations from a 500 K trajectory differ by ~0.1–0.3 Å; the trapezoid rule's error is small but not 0
+    assert np.corrcoef(pred, E[j] - E[i])[0, 1] > 0.9
+    with pytest.raises(FileNotFoundError):
+        D.load_md17("no-such-file.npz")

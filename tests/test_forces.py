@@ -208,3 +208,31 @@ def test_energy_force_gram_structure(small_kernel):
     assert lam.min() > -1e-4 * lam.max()  # a covariance, PSD up to the quadrature error
     with pytest.raises(ValueError, match="one molecule"):
         energy_force_gram(k, R, R[:, :3])
+
+
+def test_energy_force_predict_equals_the_cross_gram(small_kernel):
+    """The posterior-mean model's energies and forces (one jvp and one reverse pass per pair) equal the
+    cross energy–force Gram (forward-over-reverse with 3n tangents) times the coefficients, and its
+    forces are −∂E/∂R by finite differences."""
+    from eqntk.forces import energy_force_gram, energy_force_predict
+
+    m, spec, kf, k = small_kernel
+    n3 = 3 * len(m.Z)
+    R_train, R = _conformations(m, 5, seed=5), _conformations(m, 3, seed=6)
+    coef = np.random.default_rng(7).normal(size=5 * (1 + n3))
+    cross = energy_force_gram(k, R, R_train, batch=1)
+    e, f = energy_force_predict(k, R_train, coef, R, block=2, batch=2)  # padding on both sides
+    assert e.shape == (3,) and f.shape == R.shape
+    want = cross @ coef
+    np.testing.assert_allclose(e, want[:3], rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(f.reshape(-1), want[3:], rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    h = 1e-5
+    d = np.zeros_like(R[:1])
+    d[0, 1, 2] = h
+    ep, _ = energy_force_predict(k, R_train, coef, R[:1] + d, block=2, batch=2)
+    em, _ = energy_force_predict(k, R_train, coef, R[:1] - d, block=2, batch=2)
+    np.testing.assert_allclose(f[0, 1, 2], -(ep[0] - em[0]) / (2 * h), rtol=1e-6)
+    with pytest.raises(ValueError, match="layout"):
+        energy_force_predict(k, R_train, coef[:-1], R)
+    with pytest.raises(ValueError, match="one molecule"):
+        energy_force_predict(k, R_train, coef, R[:, :3])

@@ -335,8 +335,9 @@ ridge regression with the equivariant l = 1 matrix kernel of S2ConvSO3 -> Rbf ->
 one regression per element, the ridge chosen on validation conformations. Prints a table of test
 force MAEs for the NTK and NNGP, writes md17.json and md17_learning_curve.png.
 
-Example (the MD17 ethanol conformations of the project's shared data):
-  eqntk md17 --data md17_ethanol_2000.npz --n-train 50 100 200 --n-val 50 --n-test 200
+Without --data it runs on the 500 MD17 ethanol conformations shipped with eqntk
+(eqntk.data.load_md17(); energies in kcal/mol, forces in kcal/mol/Angstrom):
+  eqntk md17 --n-train 50 100 200 --n-val 50 --n-test 200
 """
 
 
@@ -349,8 +350,9 @@ def _add_md17(sub):
 
     q = sub.add_parser("md17", help="MD17-style forces with the equivariant l = 1 matrix kernel (learning curve)",
                        description=MD17_HELP, formatter_class=_Formatter)
-    q.add_argument("--data", required=True, metavar="NPZ",
-                   help="conformations of one molecule: z (n_atoms,), R (B, n_atoms, 3) in Angstrom, F (B, n_atoms, 3)")
+    q.add_argument("--data", default=None, metavar="NPZ",
+                   help="conformations of one molecule: z (n_atoms,), R (B, n_atoms, 3) in Angstrom, F (B, n_atoms, 3) "
+                        "(default: the embedded MD17 ethanol subset)")
     q.add_argument("--n-train", type=_positive_int("--n-train"), nargs="+", default=list(default["n_train"]),
                    metavar="N", help="training conformations of the learning curve (nested subsets)")
     q.add_argument("--n-val", type=_positive_int("--n-val"), default=default["n_val"], metavar="N",

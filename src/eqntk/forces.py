@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from .core.checks import check_kind
 
 __all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "conformation_kernel", "energy_force_kernel",
-           "energy_force_gram"]
+           "energy_force_gram", "energy_force_predict"]
 
 
 def reference_weights(molecules, alpha) -> np.ndarray:
@@ -275,3 +275,65 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, progress
     bottom = np.concatenate([fe.reshape(b1 * n3, b2), ff.reshape(b1 * n3, b2 * n3)], axis=1)
     gram = np.concatenate([top, bottom], axis=0)
     return 0.5 * (gram + gram.T) if same else gram
+
+
+@functools.lru_cache(maxsize=8)
+def _predict_program(kernel: Callable) -> Callable:
+    """``(R_ref (b, n, 3), α (b,), β (b, n, 3), R (B, n, 3)) → (E (B,), ∂E/∂R (B, n, 3))`` of one block of
+    training conformations, compiled once per ``kernel`` (and shapes)."""
+
+    def energy(R, R_ref, alpha, beta):
+        def one(Rb, a, b):  # α_b k(R, R_b) + β_b · Cov(E(R), F(R_b)), Cov(E, F') = −∂k/∂R'
+            k, dk = jax.jvp(lambda r: kernel(R, r), (Rb,), (b,))
+            return a * k - dk
+
+        return jnp.sum(jax.vmap(one)(R_ref, alpha, beta))
+
+    return jax.jit(jax.vmap(jax.value_and_grad(energy), (0, None, None, None)))
+
+
+def energy_force_predict(kernel: Callable, R_train, coef, R, *, block: int = 8, batch: int = 8,
+                         progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Energies and forces ``(E (B,), F (B, n, 3))`` of an energy–force kernel model at conformations ``R``.
+
+    The model is ``E(R) = Σ_b α_b k(R, R_b) + Σ_b β_b · Cov(E(R), F(R_b))``, the posterior mean of
+    the energy given energies and forces of the training conformations ``R_train (T, n, 3)``, with
+    ``coef = (α (T,), β (T, n, 3))`` flattened in :func:`energy_force_gram`'s layout, ``(T (1 + 3n),)``
+    (e.g. ``(G + λ)⁻¹ [E; F]`` with the training Gram ``G``); and ``F = −∂E/∂R``. It equals
+    ``energy_force_gram(kernel, R, R_train) @ coef`` without forming the ``3n × 3n`` force–force
+    blocks: one forward-mode derivative in ``R_b`` along ``β_b`` and one reverse pass in ``R`` per
+    pair of conformations, against ``3n`` tangents for the Gram.
+
+    ``block`` training and ``batch`` predicted conformations are evaluated together (padding with
+    weight 0 / repeated rows); one program is compiled per ``kernel`` object and shapes.
+    Units: those of the targets behind ``coef`` (energy, energy/Å).
+    """
+    from tqdm.auto import tqdm
+
+    R_train, R, coef = np.asarray(R_train), np.asarray(R), np.asarray(coef, np.float64)
+    if R_train.ndim != 3 or R.ndim != 3 or R.shape[1:] != R_train.shape[1:] or R.shape[2] != 3:
+        raise ValueError(f"energy_force_predict: R_train {R_train.shape} and R {R.shape} must be (B, n, 3) "
+                         "of one molecule")
+    t, n3 = R_train.shape[0], R_train.shape[1] * 3
+    if coef.shape != (t * (1 + n3),):
+        raise ValueError(f"energy_force_predict: coef must have shape ({t * (1 + n3)},) = T (1 + 3n) in "
+                         f"energy_force_gram's layout (energies, then forces), got {coef.shape}")
+    alpha, beta = coef[:t], coef[t:].reshape(R_train.shape)
+    nb = -(-t // block)
+    pad = nb * block - t
+    R_ref = np.concatenate([R_train, np.repeat(R_train[-1:], pad, axis=0)])
+    alpha = np.concatenate([alpha, np.zeros(pad)])
+    beta = np.concatenate([beta, np.zeros((pad,) + R_train.shape[1:])])
+    f = _predict_program(kernel)
+    starts = range(0, R.shape[0], batch)
+    quiet = progress is False or (progress is None and len(starts) * nb < 8)
+    es, gs = [], []
+    for s in tqdm(starts, desc="energy-force prediction", unit="batch", disable=quiet):
+        part, m = _padded_batch(R, s, batch)
+        e, g = 0.0, 0.0
+        for i in range(0, nb * block, block):
+            eb, gb = f(part, R_ref[i:i + block], alpha[i:i + block], beta[i:i + block])
+            e, g = e + np.asarray(eb), g + np.asarray(gb)
+        es.append(np.asarray(e)[:m])
+        gs.append(np.asarray(g)[:m])
+    return np.concatenate(es), -np.concatenate(gs)

@@ -9,6 +9,8 @@
   of one molecule's positions (forces, :mod:`eqntk.forces`).
 * :mod:`.molecular` — molecular kernels ``K(M, M') = Σ_i Σ_j k(a_i, a'_j)`` by segment sums;
   landmark atoms for :mod:`eqntk.landmarks`.
+* :mod:`.md17` — :func:`load_md17` (MD17-style conformations, energies and forces; an embedded
+  ethanol subset).
 * :mod:`.images` — npz / image-folder loaders, resizing, rotations, crops.
 * :mod:`.splits` — seeded disjoint train/validation/test splits.
 """
@@ -19,6 +21,7 @@ from .environments_jax import environment_fn
 from .images import (ImageSet, crops_per_image, default_digits_path, extract_crops, load_digits, load_image_folder,
                      load_images_npz, load_nct_crc_he_tiles, random_rotations, resize_images,
                      rotate_images, rot90_images)
+from .md17 import default_md17_path, load_md17
 from .molecular import atoms_as_molecules, landmark_atoms, molecular_kernel, molecular_kernel_fn, segment_sum_gram
 from .molecules import Molecule, MoleculeSet, load_molecules_npz
 from .qm9 import QM9_ATOMREF, QM9_UNITS, atomization_energy, default_qm9_path, load_qm9, read_qm9pack
@@ -32,6 +35,7 @@ __all__ = [
     "molecular_kernel", "molecular_kernel_fn", "segment_sum_gram", "landmark_atoms", "atoms_as_molecules",
     "ImageSet", "load_images_npz", "load_image_folder", "load_nct_crc_he_tiles", "load_digits", "default_digits_path",
     "resize_images", "rot90_images", "rotate_images", "random_rotations", "extract_crops", "crops_per_image",
+    "load_md17", "default_md17_path",
     "split_indices", "convert_energy", "HARTREE_IN_EV", "HARTREE_IN_KCAL_MOL",
     "QM9_ELEMENTS", "symbol", "atomic_number",
 ]

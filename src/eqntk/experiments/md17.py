@@ -29,8 +29,8 @@ import numpy as np
 from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, psd_tolerance, pyplot, \
     save_figure, select_ridge, write_json
 
-__all__ = ["MD17Config", "RIDGES", "load", "network", "split", "element_kernels", "fit_forces", "run", "print_summary",
-           "plot_curve", "save", "KCAL_MOL_IN_MEV"]
+__all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces", "gram_rows",
+           "fit_energy_forces", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
 
 from ..data.units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL
 
@@ -46,7 +46,7 @@ RIDGES = (1e-9, 1e-8) + tuple(DEFAULT_RIDGES)
 class MD17Config:
     """Settings of :func:`run` (the defaults are those of ``eqntk md17``)."""
 
-    source: Optional[str] = None   # the .npz (z, R, F); required
+    source: Optional[str] = None   # the .npz (z, R, F); None: the embedded MD17 ethanol subset (500 conformations)
     n_train: Sequence[int] = (50, 100, 200)
     n_val: int = 50
     n_test: int = 200
@@ -63,8 +63,6 @@ class MD17Config:
     progress: Optional[bool] = None
 
     def __post_init__(self):
-        if self.source is None:
-            raise ValueError("md17: give the data file (--data PATH: an .npz with z, R, F, e.g. MD17 ethanol)")
         if not self.n_train or any(int(n) != n or n < 1 for n in self.n_train):
             raise ValueError(f"md17: n_train must be positive integers, got {self.n_train!r}")
         for name in ("n_val", "n_test"):
@@ -73,22 +71,6 @@ class MD17Config:
                 raise ValueError(f"md17: {name} must be a positive integer, got {v!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"md17: dtype must be 'float32' or 'float64', got {self.dtype!r}")
-
-
-def load(path: str) -> dict:
-    """``{'z' (n_atoms,), 'R' (n_conf, n_atoms, 3), 'F' (n_conf, n_atoms, 3)}`` from an ``.npz``, checked."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"md17: no data file {path!r}")
-    with np.load(path) as d:
-        missing = [k for k in ("z", "R", "F") if k not in d.files]
-        if missing:
-            raise ValueError(f"md17: {path} lacks {missing} (needs z (n_atoms,), R and F (n_conf, n_atoms, 3))")
-        z, R, F = np.asarray(d["z"]).astype(int), np.asarray(d["R"], np.float64), np.asarray(d["F"], np.float64)
-    if z.ndim != 1 or R.ndim != 3 or R.shape[1:] != (z.size, 3) or F.shape != R.shape:
-        raise ValueError(f"md17: shapes z {z.shape}, R {R.shape}, F {F.shape}: need (n,), (B, n, 3), (B, n, 3)")
-    if not (np.all(np.isfinite(R)) and np.all(np.isfinite(F))):
-        raise ValueError("md17: R and F must be finite")
-    return {"z": z, "R": R, "F": F}
 
 
 def network(cfg: MD17Config):
@@ -162,13 +144,54 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
     return pred, chosen, val_abs / val_count
 
 
+def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
+    """Rows of conformations ``idx`` in :func:`eqntk.forces.energy_force_gram`'s layout of ``n_total``
+    conformations of ``n3 / 3`` atoms: their energies, then their ``n3`` force components each."""
+    idx = np.asarray(idx)
+    return np.concatenate([idx, n_total + (idx[:, None] * n3 + np.arange(n3)).ravel()])
+
+
+def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float) -> dict:
+    """Kernel ridge regression on energies and forces; the ridge chosen on validation forces.
+
+    ``g_train``: ``(N (1 + 3n), N (1 + 3n))`` joint Gram of the training conformations and ``g_val``
+    ``(V (1 + 3n), N (1 + 3n))`` that of the validation against the training ones
+    (:func:`eqntk.forces.energy_force_gram`); ``E_* (·,)``, ``F_* (·, n, 3)`` their targets. Energies
+    are centred on the training mean. The ridge is block-wise: ``r`` times the mean diagonal of the
+    energy block on energy rows and of the force block on force rows (energies and forces have
+    different units and scales), i.e. one relative ridge on ``D^{-1/2} G D^{-1/2}``.
+
+    Returns ``{'coef' (N (1 + 3n),): the coefficients of energy_force_predict, 'energy_mean',
+    'ridge_rel', 'val_force_mae', 'val_energy_mae'}`` (data units).
+    """
+    n, nv = len(E_train), len(E_val)
+    e_mean = float(np.mean(E_train))
+    y = np.concatenate([np.asarray(E_train) - e_mean, np.asarray(F_train).reshape(-1)])
+    y_val = np.concatenate([np.asarray(E_val) - e_mean, np.asarray(F_val).reshape(-1)])
+    if g_train.shape != (y.size, y.size) or g_val.shape != (y_val.size, y.size):
+        raise ValueError(f"fit_energy_forces: Grams {g_train.shape}, {g_val.shape} do not fit {n} training and "
+                         f"{nv} validation conformations of {F_train.shape[1]} atoms")
+    diag = np.diag(g_train)
+    s = np.concatenate([np.full(n, diag[:n].mean()), np.full(y.size - n, diag[n:].mean())]) ** -0.5
+    k, kv = g_train * s[:, None] * s[None, :], g_val * s[None, :]
+
+    def force_mae(pred, yv):
+        return float(np.mean(np.abs(pred[nv:] - yv[nv:])))
+
+    ridge, val_force, _ = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol)
+    coef = s * fit_predict(k, y * s, np.eye(y.size), ridge, psd_rtol=psd_rtol)
+    val_energy = float(np.mean(np.abs(g_val[:nv] @ coef - y_val[:nv])))
+    return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "val_force_mae": val_force,
+            "val_energy_mae": val_energy}
+
+
 def run(cfg: MD17Config, log=print) -> dict:
     """The force learning curve of the l = 1 NTK and NNGP (JSON-ready dict)."""
     from .. import data as D
     from .qm9 import lift_variance
 
     timer = Timer()
-    d = load(cfg.source)
+    d = D.load_md17(cfg.source)
     z, R, F = d["z"], d["R"], d["F"]
     n_conf, n_at = R.shape[0], z.size
     test, val, train = split(n_conf, cfg.n_test, cfg.n_val, max(cfg.n_train), cfg.seed, cfg.test_seed)
@@ -197,7 +220,7 @@ def run(cfg: MD17Config, log=print) -> dict:
                              "ridge_rel_by_element": ridges})
     config = dataclasses.asdict(cfg)
     config["n_train"], config["ridges"] = list(cfg.n_train), list(cfg.ridges)
-    config["source"] = os.path.basename(cfg.source)
+    config["source"] = os.path.basename(cfg.source or D.default_md17_path())
     return {"experiment": "md17", "config": config, "results": rows, "zero_predictor_force_mae": zero,
             "seconds": {**timer.seconds, "total": timer.total}, "environment": environment_info()}
 
