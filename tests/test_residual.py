@@ -64,6 +64,10 @@ def test_mlp_resnet_matches_the_closed_form():
     k_after, _ = _relu_dual(K, v[:, None], v[None, :])
     after = stax.serial(net, stax.Relu()).kernel_fn(x, get="nngp")
     np.testing.assert_allclose(np.asarray(after), k_after, rtol=0, atol=1e-10)
+    # the branches' order does not matter (raw inputs first or second in the sum)
+    swapped = stax.serial(stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(
+        stax.Dense(8, W, B), stax.Relu(), stax.Dense(d, W, B))), stax.FanInSum())
+    np.testing.assert_allclose(np.asarray(swapped.kernel_fn(x, get="nngp")), K0 + K3, rtol=0, atol=1e-10)
 
 
 def test_tiling_x2_and_get_agree():
@@ -270,5 +274,6 @@ def test_cost_counts_the_held_branch():
 def test_parallel_regrids_its_quadrature_layers():
     par = stax.parallel(stax.SO3Pool(oversampling=2.0), stax.Identity())
     assert par.kernel_fn.regrid is not None
-    assert par.kernel_fn.regrid(4.0).spec == stax.parallel(stax.SO3Pool(oversampling=4.0), stax.Identity()).kernel_fn.spec
+    expected = stax.parallel(stax.SO3Pool(oversampling=4.0), stax.Identity()).kernel_fn.spec
+    assert par.kernel_fn.regrid(4.0).spec == expected
     assert stax.parallel(stax.Dense(2), stax.Identity()).kernel_fn.regrid is None
