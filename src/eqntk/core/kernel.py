@@ -7,7 +7,13 @@ A network's ``kernel_fn`` is a chain of per-layer *ops*, each a pure function
 * ``pointwise(m)`` — apply a :class:`~eqntk.core.pointwise.PointwiseMap`
   (Dense after pooling, or a nonlinearity),
 * ``output()`` — the ``(nngp, ntk)`` arrays per pair, shape ``(t1, t2, ...)``,
-* a static ``cost`` used to size tiles under a memory budget.
+* a static ``cost`` used to size tiles under a memory budget,
+* ``add(other)`` — the state of the sum of two branches' features (``FanInSum``, see
+  :mod:`eqntk.core.branching`): kernels and variances add, under the branches' independence;
+  it raises ``ValueError`` for states that cannot be added (other kinds, other grids) and
+  ``NotImplementedError`` where the sum is not implemented,
+* optionally ``held()`` — the :class:`Cost` of the arrays the state itself holds (what a branch
+  keeps alive while another one is computed); :func:`held_cost` falls back to ``cost``.
 
 Group-specific states live with their group (:mod:`eqntk.so3`,
 :mod:`eqntk.planar`); this module holds the raw input state and the invariant
@@ -17,12 +23,13 @@ Group-specific states live with their group (:mod:`eqntk.so3`,
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Cost", "Inputs", "InvariantKernel", "pytree_dataclass"]
+__all__ = ["Cost", "Inputs", "InvariantKernel", "pytree_dataclass", "held_cost", "cannot_add"]
 
 
 class Cost(NamedTuple):
@@ -38,6 +45,23 @@ class Cost(NamedTuple):
 
     def max(self, pair: float = 0.0, row: float = 0.0) -> "Cost":
         return Cost(max(self.pair, float(pair)), max(self.row, float(row)))
+
+    def plus(self, other: "Cost") -> "Cost":
+        """Both working sets alive at once."""
+        return Cost(self.pair + float(other.pair), self.row + float(other.row))
+
+
+def held_cost(state) -> Cost:
+    """What ``state`` keeps in memory while other work runs: its ``held()``, else (conservatively) its ``cost``."""
+    held = getattr(state, "held", None)
+    return held() if held is not None else state.cost
+
+
+def cannot_add(a, b, why: str = "") -> ValueError:
+    """The error for two branch states that ``FanInSum`` cannot add."""
+    return ValueError(
+        f"FanInSum cannot add a {type(a).__name__} to a {type(b).__name__}{': ' + why if why else ''}. The "
+        "branches must end in features of the same kind and shape (same group, same spatial grid)")
 
 
 def pytree_dataclass(cls=None, *, static=()):
@@ -88,6 +112,13 @@ class Inputs:
     def pointwise(self, m):
         return self.to_invariant(type(m).__name__.removesuffix("Map")).pointwise(m)
 
+    def add(self, other) -> "InvariantKernel":
+        """Raw flat inputs plus another branch: as features ``K = x1 x2ᵀ / C`` (zero NTK)."""
+        return self.to_invariant("FanInSum").add(other)
+
+    def held(self) -> Cost:
+        return Cost(0.0, float(math.prod(self.x1.shape[1:])))
+
     def output(self):
         raise ValueError("the network has no layers")
 
@@ -105,6 +136,22 @@ class InvariantKernel:
     def pointwise(self, m):
         nngp, ntk = m.kernel(self.nngp, self.ntk, self.var1[:, None], self.var2[None, :])
         return dataclasses.replace(self, nngp=nngp, ntk=ntk, var1=m.var(self.var1), var2=m.var(self.var2))
+
+    def add(self, other) -> "InvariantKernel":
+        """The sum of two independent branches: ``K = K_a + K_b``, ``Θ = Θ_a + Θ_b``, variances add.
+
+        ``other``: an :class:`InvariantKernel` of the same tile, or raw flat :class:`Inputs`.
+        """
+        if isinstance(other, Inputs):
+            other = other.to_invariant("FanInSum")
+        if not isinstance(other, InvariantKernel):
+            raise cannot_add(self, other, "one branch is pooled (one number per pair), the other is not")
+        ntk = None if (self.ntk is None or other.ntk is None) else self.ntk + other.ntk
+        return InvariantKernel(nngp=self.nngp + other.nngp, ntk=ntk, var1=self.var1 + other.var1,
+                               var2=self.var2 + other.var2, cost=self.cost.max(*other.cost))
+
+    def held(self) -> Cost:
+        return Cost(1.0 if self.ntk is None else 2.0, 1.0)
 
     def output(self):
         return self.nngp, self.ntk

@@ -94,6 +94,12 @@ class KernelFn:
     ``regrid(oversampling) -> KernelFn`` is the same network with every group-quadrature layer
     on the grid of ``oversampling`` (``None``: the network has no such layer); ``rtol`` uses it.
 
+    ``centred`` says how the layer changes whether its output is *centred and fresh*: a zero-mean
+    function linear in parameters drawn for this layer alone (so uncorrelated with any function of
+    the other parameters). ``True``: it makes it so (``Dense``, convolutions, lifts); ``None``: it
+    keeps its input's status (``Identity``); ``False`` (default): not known to be (nonlinearities,
+    pooling, branching). :func:`eqntk.core.branching.FanInSum` relies on it (see there).
+
     ``name`` is for display only. ``spec`` identifies the computation structurally (every
     layer's type and parameters; see :mod:`eqntk.core.fingerprint`); a tile store keys on its
     :meth:`fingerprint`, never on the name. Without a ``spec`` the ``op`` itself (its code and
@@ -104,6 +110,7 @@ class KernelFn:
     name: str = "kernel_fn"
     spec: Any = dataclasses.field(default=None, compare=False)
     regrid: Optional[Callable[[float], "KernelFn"]] = dataclasses.field(default=None, compare=False, repr=False)
+    centred: Optional[bool] = dataclasses.field(default=False, compare=False)
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def identity(self) -> Any:
@@ -288,6 +295,10 @@ def serial(*layers) -> Layer:
             state = o(state)
         return state
 
+    centred = None  # the last layer that sets the status decides it; Identity layers keep it
+    for l in layers:
+        if l.kernel_fn.centred is not None:
+            centred = l.kernel_fn.centred
     names = "→".join(getattr(l.kernel_fn, "name", "?") for l in layers)
     spec = ("serial", tuple(l.kernel_fn.identity() for l in layers))
     regrid = None
@@ -295,7 +306,7 @@ def serial(*layers) -> Layer:
         def regrid(oversampling: float) -> KernelFn:
             return serial(*(l if l.kernel_fn.regrid is None else l._replace(kernel_fn=l.kernel_fn.regrid(oversampling))
                             for l in layers)).kernel_fn
-    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec, regrid=regrid))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec, regrid=regrid, centred=centred))
 
 
 def map_values(x, fn: Callable, linear: bool = False):
@@ -355,7 +366,7 @@ def Dense(out_channels: int, W_std: float = 1.0, b_std: Optional[float] = None) 
         return map_values(x, f, linear=True)
 
     return Layer(init_fn, apply_fn, KernelFn(lambda s: s.pointwise(m), name=f"Dense({out_channels}, W_std={W_std}, b_std={b_std})",
-                                             spec=("Dense", out_channels, m)))
+                                             spec=("Dense", out_channels, m), centred=True))
 
 
 def Relu() -> Layer:

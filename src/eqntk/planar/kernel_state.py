@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.fusion import apart
-from ..core.kernel import Cost, InvariantKernel, pytree_dataclass
+from ..core.kernel import Cost, InvariantKernel, cannot_add, pytree_dataclass
 from .groups import PlanarGroup, pixel_permutation, transform_grid
 from .spatial import patches, window_mean, window_mean_diag
 
@@ -77,6 +77,11 @@ class SpatialKernel:
         va = w2 * window_mean_diag(self.var1, q, padding) + b2
         vb = w2 * window_mean_diag(self.var2, q, padding) + b2
         return SpatialKernel(nngp, ntk, va, vb)
+
+    def add(self, other: "SpatialKernel") -> "SpatialKernel":
+        """Sum of two independent families on the same grid: kernels and per-pixel variances add."""
+        ntk = None if (self.ntk is None or other.ntk is None) else self.ntk + other.ntk
+        return SpatialKernel(self.nngp + other.nngp, ntk, self.var1 + other.var1, self.var2 + other.var2)
 
     def pooled(self):
         """Mean over the group axis and both spatial arguments: ``(*B,)`` arrays."""
@@ -168,6 +173,34 @@ class SpatialPairs:
 
     def conv(self, q: int, padding: str, w2: float, b2: float) -> "SpatialPairs":
         return self._map(lambda k: k.conv(q, padding, w2, b2), convs=self.convs + 1)
+
+    def add(self, other) -> "SpatialPairs":
+        """The features of two independent branches added (``FanInSum``): ``N_d = N_d^a + N_d^b`` family by family.
+
+        Both branches must hold functions on the same group and the same ``H × W`` grid (a ``VALID``
+        convolution in one branch only shrinks it: pad ``SAME`` or ``CIRCULAR`` there instead).
+        The sum's NNGP and NTK are separate arrays: the cost model counts it as after a convolution
+        that follows a nonlinearity.
+        """
+        if not isinstance(other, SpatialPairs):
+            raise cannot_add(self, other, "one branch holds spatial feature maps, the other does not")
+        if other.group != self.group:
+            raise cannot_add(self, other, f"functions on {self.group.name} and on {other.group.name}")
+        if other.grid != self.grid:
+            raise cannot_add(self, other, f"feature maps of size {self.grid[0]}×{self.grid[1]} and "
+                                          f"{other.grid[0]}×{other.grid[1]}")
+        new = SpatialPairs(self.cross.add(other.cross), self.self1.add(other.self1), self.self2.add(other.self2),
+                           self.group, self.with_ntk, self.cost.max(*other.cost),
+                           convs=max(self.convs, other.convs, 1), maps=max(self.maps, other.maps, 1),
+                           temporaries=max(self.temporaries, other.temporaries))
+        H, W = self.grid
+        return dataclasses.replace(new, cost=new.cost.max(*kernel_cost(self.group, H, W, self.with_ntk, 1, 1)))
+
+    def held(self) -> Cost:
+        """The state's own arrays: per pair the NNGP (and NTK) blocks, per input a self-pair block."""
+        H, W = self.grid
+        block = self.group.order * float(H * W) ** 2
+        return Cost(pair=(2.0 if self.with_ntk else 1.0) * block, row=block)
 
     def pool(self) -> InvariantKernel:
         """Mean over the group and space of both arguments."""

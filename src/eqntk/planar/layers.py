@@ -128,7 +128,7 @@ def _lift_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padd
         return lift_pairs(state.x1, state.x2, group, q, padding, W_std**2, _b2(b_std), state.with_ntk, state.cost)
 
     return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})",
-                                             spec=(where, group.name, O, q, padding, W_std, b_std)))
+                                             spec=(where, group.name, O, q, padding, W_std, b_std), centred=True))
 
 
 def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padding, W_std, b_std) -> Layer:
@@ -160,7 +160,7 @@ def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, pad
         return state.conv(q, padding, W_std**2, _b2(b_std))
 
     return Layer(init_fn, apply_fn, KernelFn(op, name=f"{where}({O}, {q}x{q}, {padding}, W_std={W_std}, b_std={b_std})",
-                                             spec=(where, group.name, O, q, padding, W_std, b_std)))
+                                             spec=(where, group.name, O, q, padding, W_std, b_std), centred=True))
 
 
 def Z2ConvP4(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 1.0,
@@ -234,7 +234,8 @@ def Conv(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 
         _check_grid("Conv", H, W, q, padding, TRIVIAL, "feature maps")
         return state.conv(q, padding, W_std**2, _b2(b_std))
 
-    return Layer(lift.init_fn, apply_fn, KernelFn(op, name=lift.kernel_fn.name, spec=lift.kernel_fn.spec))
+    return Layer(lift.init_fn, apply_fn, KernelFn(op, name=lift.kernel_fn.name, spec=lift.kernel_fn.spec,
+                                                                 centred=True))
 
 
 def _pool_op(where: str, plain_only: bool):

@@ -399,6 +399,21 @@ class SO3Pairs:
         d2 = new(self.self2, False)
         return SO3Pairs(cross, d1, d2, _trace(d1.base.nngp), _trace(d2.base.nngp), self.with_ntk, cost)
 
+    def add(self, other):
+        """Not implemented: the sum of two branches' functions on SO(3) (``FanInSum``).
+
+        A state holds each branch's kernel as a Fourier (or lifted) base with a chain of deferred
+        pointwise maps (``PairFunction.maps``), applied only on the quadrature grid of the next
+        integrating layer. The kernel of a sum needs both branches' kernels as values on one common
+        grid (or both chains evaluated there, with a sum node in the chain), which this state does not
+        represent yet.
+        """
+        raise NotImplementedError(
+            "FanInSum on SO(3) feature maps is not implemented: adding two branches' kernels needs their "
+            "deferred pointwise-map chains (PairFunction.maps) evaluated on one common quadrature grid, "
+            "and SO3Pairs has no sum node. Pool first (SO3Pool) and add invariant features, or use "
+            "residual blocks on planar or vector networks")
+
     def pool(self, oversampling: float, rule: bool = True) -> InvariantKernel:
         """Mean over SO(3) (the degree-0 coefficient); ``rule``: on a point rule where one is stored."""
         cost = self.cost

@@ -96,7 +96,7 @@ def S2ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opti
                         var1, var2, w, state.cost)
 
     return Layer(init_fn, apply_fn, KernelFn(op, name=f"S2ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std})",
-                                             spec=("S2ConvSO3", out_channels, L, W_std, b_std)))
+                                             spec=("S2ConvSO3", out_channels, L, W_std, b_std), centred=True))
 
 
 def _as_signal(where, x):
@@ -156,7 +156,8 @@ def SO3ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opt
 
     return Layer(init_fn, apply_fn, KernelFn(op, name=f"SO3ConvSO3({out_channels}, bandlimit={L}, W_std={W_std}, b_std={b_std}, oversampling={osf})",
                                              spec=("SO3ConvSO3", out_channels, L, W_std, b_std, osf),
-                                             regrid=lambda o: SO3ConvSO3(out_channels, L, W_std, b_std, o).kernel_fn))
+                                             regrid=lambda o: SO3ConvSO3(out_channels, L, W_std, b_std, o).kernel_fn,
+                                             centred=True))
 
 
 def SO3Pool(oversampling: float = 3.0, rule: bool = True) -> Layer:
