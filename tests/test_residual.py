@@ -1,7 +1,8 @@
 """Residual networks: Identity, FanOut, parallel, FanInSum (eqntk.core.branching).
 
 Checked against a closed form written out here (MLP ResNet on vectors), against Monte Carlo
-ensembles of finite networks (residual MLP, residual p4 GCNN), and for the refusals.
+ensembles of finite networks (residual MLP, residual p4 GCNN), and for the refusals. Residual SO(3)
+GCNNs: tests/test_so3_residual.py.
 """
 
 import jax
@@ -239,14 +240,6 @@ def test_misplaced_branching_layers_are_refused():
         stax.serial(stax.FanOut(2), stax.parallel(stax.Dense(4), stax.Identity())).kernel_fn(x)
     with pytest.raises(ValueError, match="put FanOut"):
         stax.FanInSum().kernel_fn(x)
-
-
-def test_so3_sum_is_not_implemented():
-    L = 2
-    x = np.random.default_rng(0).normal(size=(2, L * L, 2))
-    net = stax.serial(stax.S2ConvSO3(4, L), res(stax.Relu(), stax.SO3ConvSO3(4, L)), stax.SO3Pool())
-    with pytest.raises(NotImplementedError, match="FanInSum on SO\\(3\\)"):
-        net.kernel_fn(x)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,8 +24,11 @@ NNGP is ``4K``, not ``2K``; ``parallel(Relu(), Identity())`` has the cross term 
 :attr:`~eqntk.core.layers.KernelFn.centred` says whether it makes its output centred.
 
 State sums go through one protocol method, ``state.add(other)`` (:mod:`eqntk.core.kernel`):
-implemented for raw flat inputs and invariant kernels (MLP ResNets) and planar/CNN spatial kernels
-(residual CNNs and GCNNs on equal grids); SO(3) states raise ``NotImplementedError``.
+implemented for raw flat inputs and invariant kernels (MLP ResNets), planar/CNN spatial kernels
+(residual CNNs and GCNNs on equal grids) and SO(3) pair functions (residual SO(3) GCNNs on equal
+bandlimits: :meth:`eqntk.so3.kernel_state.SO3Pairs.add` keeps the sum as a node of the pair function,
+each branch's deferred pointwise maps evaluated on the next integrating layer's grid and the values
+added there; the finite network's :class:`eqntk.so3.features.SO3Sum` does the same).
 """
 
 from __future__ import annotations
@@ -200,7 +203,8 @@ def FanInSum() -> Layer:
 
     Kernel: ``K = Σ_i K_i``, ``Θ = Σ_i Θ_i`` (and per-input variances likewise), by the states'
     ``add``; exact when at most one branch is not centred, refused (``ValueError``) otherwise — see
-    :mod:`eqntk.core.branching`. SO(3) states raise ``NotImplementedError``.
+    :mod:`eqntk.core.branching`. SO(3) feature maps and kernels are summed lazily, on the next
+    integrating layer's quadrature grid (:meth:`eqntk.so3.kernel_state.SO3Pairs.add`).
     """
 
     def init_fn(key, input_shape):
@@ -212,8 +216,12 @@ def FanInSum() -> Layer:
     def apply_fn(params, x, **kwargs):
         if not isinstance(x, (tuple, list)) or not x:
             raise ValueError("FanInSum: expected a list of branch outputs (put FanOut(n) and parallel(...) first)")
-        if any(hasattr(xi, "map_values") for xi in x):
-            raise NotImplementedError("FanInSum of lazy group signals (SO(3) feature maps) is not implemented")
+        lazy = [hasattr(xi, "plus") for xi in x]
+        if any(lazy):  # lazy group signals (SO(3) feature maps with pending pointwise functions)
+            if not all(lazy):
+                raise ValueError("FanInSum: cannot add an SO(3) signal to a plain array: the branches must end in "
+                                 "features of the same kind and shape")
+            return functools.reduce(lambda a, b: a.plus(b), x)
         shapes = [tuple(jnp.shape(xi)) for xi in x]
         if any(s != shapes[0] for s in shapes):
             raise ValueError(f"FanInSum: the branches' shapes differ: {shapes}")

@@ -6,6 +6,11 @@ last), ``h_c(u) = Σ_l Σ_mn ĥ^l_mn,c D^l_mn(u)``. Rotations act exactly on the
 Pointwise layers (nonlinearities, 1×1 Dense) are recorded and applied on the
 quadrature grid of the next integrating layer — the same grid the kernel uses,
 so the finite network's empirical kernels converge to ``kernel_fn``'s.
+
+A residual block's ``FanInSum`` adds two signals lazily (:class:`SO3Sum`): on that grid each branch
+is synthesised and its own pending functions applied, the values are added, and the functions
+recorded after the sum act on the sum — as the kernel's
+:class:`~eqntk.so3.kernel_state.SumBase` does.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import jax.numpy as jnp
 from .quadrature import grid_bandlimit_for
 from .transform import slice_plan
 
-__all__ = ["SO3Signal"]
+__all__ = ["SO3Signal", "SO3Sum"]
 
 
 class SO3Signal:
@@ -40,30 +45,132 @@ class SO3Signal:
     def shape(self):
         return self.blocks.shape
 
+    @property
+    def dtype(self):
+        return self.blocks.dtype
+
+    @property
+    def nonlinear(self) -> bool:
+        """Whether a nonlinear function is pending (it sets the quadrature grid of :meth:`project`)."""
+        return any(not lin for _, lin in self.fns)
+
+    @property
+    def deferred(self) -> bool:
+        """Whether any function is pending."""
+        return bool(self.fns)
+
+    def _with(self, fns) -> "SO3Signal":
+        return SO3Signal(self.blocks, fns)
+
     def map_values(self, fn: Callable, linear: bool = False) -> "SO3Signal":
-        return SO3Signal(self.blocks, self.fns + ((fn, linear),))
+        return self._with(self.fns + ((fn, linear),))
+
+    def plus(self, other: "SO3Signal") -> "SO3Sum":
+        """The sum of two signals of equal shape (``FanInSum``), kept lazy: see :class:`SO3Sum`."""
+        if not isinstance(other, SO3Signal):
+            raise ValueError(f"FanInSum: cannot add an SO(3) signal to a {type(other).__name__}: the branches "
+                             "must end in functions on SO(3) of the same shape")
+        if tuple(other.shape) != tuple(self.shape):
+            raise ValueError(f"FanInSum: the branches' shapes differ: {tuple(self.shape)} and {tuple(other.shape)}")
+        return SO3Sum((self, other))
+
+    def _values(self, B: int):
+        """``(xs, f)``: scan inputs over the β-slices of ``so3_grid(B)`` and ``f(x)``, the mapped values
+        ``(N, nα, nγ, C)`` on the slice."""
+        x = jnp.moveaxis(self.blocks, -1, 1)  # (N, C, L, P, P)
+        xs, synthesise = slice_plan(B, self.bandlimit).synthesiser(x)  # the kernel's grid and transform routes
+        fns = self.fns
+
+        def f(s_b):
+            v = jnp.moveaxis(synthesise(s_b), 1, -1)  # (N, nα, nγ, C)
+            for fn, _ in fns:
+                v = fn(v)
+            return v
+
+        return xs, f
+
+    def _linear_blocks(self, L_out: int):
+        """Coefficients ``(N, C, L_out, P', P')`` without pending functions: truncated or zero-padded."""
+        L = self.bandlimit
+        x = jnp.moveaxis(self.blocks, -1, 1)  # (N, C, L, P, P)
+        if L_out <= L:
+            c0 = L - L_out
+            return x[:, :, :L_out, c0 : c0 + 2 * L_out - 1, c0 : c0 + 2 * L_out - 1]
+        pad = L_out - L
+        return jnp.pad(x, ((0, 0), (0, 0), (0, pad), (pad, pad), (pad, pad)))
 
     def project(self, L_out: int, oversampling: float):
         """Coefficients of the mapped signal on degrees ``< L_out``: ``(N, C', L_out, P', P')``."""
-        L = self.bandlimit
-        x = jnp.moveaxis(self.blocks, -1, 1)  # (N, C, L, P, P)
-        if not self.fns:
-            if L_out <= L:
-                c0 = L - L_out
-                return x[:, :, :L_out, c0 : c0 + 2 * L_out - 1, c0 : c0 + 2 * L_out - 1]
-            pad = L_out - L
-            return jnp.pad(x, ((0, 0), (0, 0), (0, pad), (pad, pad), (pad, pad)))
-        nonlinear = any(not lin for _, lin in self.fns)
-        B = grid_bandlimit_for(L, L_out, oversampling, nonlinear)
-        xs, synthesise = slice_plan(B, L).synthesiser(x)  # the kernel's grid and transform routes
-        xa, analyse, finish = slice_plan(B, L_out).analyser(x.dtype)
+        if not self.deferred:
+            return self._linear_blocks(L_out)
+        B = grid_bandlimit_for(self.bandlimit, L_out, oversampling, self.nonlinear)
+        xs, values = self._values(B)
+        xa, analyse, finish = slice_plan(B, L_out).analyser(self.dtype)
 
         def body(carry, slice_inputs):
             s_b, a_b = slice_inputs
-            v = jnp.moveaxis(synthesise(s_b), 1, -1)  # (N, nα, nγ, C)
-            for fn, _ in self.fns:
-                v = fn(v)
-            return carry, analyse(jnp.moveaxis(v, -1, 1), a_b)
+            return carry, analyse(jnp.moveaxis(values(s_b), -1, 1), a_b)
 
         _, stacked = jax.lax.scan(body, None, (xs, xa))
         return finish(stacked)
+
+
+class SO3Sum(SO3Signal):
+    """The sum of branch signals of equal shape (``FanInSum``), plus functions applied after the sum.
+
+    Each part keeps its own pending functions. :meth:`project` evaluates every part on the grid
+    chosen from the largest bandlimit and from whether any part (or the sum's own functions) is
+    nonlinear — the grid the kernel uses — adds the parts' mapped values and applies the sum's
+    functions; without any pending function it adds the parts' coefficients (exact).
+    """
+
+    def __init__(self, parts: tuple, fns: tuple = ()):
+        self.parts = tuple(parts)
+        self.fns = tuple(fns)
+
+    @property
+    def blocks(self):
+        raise AttributeError("an SO3Sum has no blocks of its own: project() it")
+
+    @property
+    def bandlimit(self) -> int:
+        return max(p.bandlimit for p in self.parts)
+
+    @property
+    def shape(self):
+        return self.parts[0].shape
+
+    @property
+    def dtype(self):
+        return self.parts[0].dtype
+
+    @property
+    def nonlinear(self) -> bool:
+        return any(not lin for _, lin in self.fns) or any(p.nonlinear for p in self.parts)
+
+    @property
+    def deferred(self) -> bool:
+        return bool(self.fns) or any(p.deferred for p in self.parts)
+
+    def _with(self, fns) -> "SO3Sum":
+        return SO3Sum(self.parts, fns)
+
+    def _values(self, B: int):
+        pieces = [p._values(B) for p in self.parts]
+        fns = self.fns
+
+        def f(x):
+            v = pieces[0][1](x[0])
+            for (_, g), xi in zip(pieces[1:], x[1:]):
+                v = v + g(xi)
+            for fn, _ in fns:
+                v = fn(v)
+            return v
+
+        return tuple(xs for xs, _ in pieces), f
+
+    def _linear_blocks(self, L_out: int):
+        out = self.parts[0]._linear_blocks(L_out)
+        for p in self.parts[1:]:
+            out = out + p._linear_blocks(L_out)
+        return out

@@ -8,6 +8,8 @@ inputs ``(f, f')`` at group elements ``(g, g')`` depends on ``u = g g'⁻¹`` on
   kept as the (rotatable) inputs themselves; on a grid it is one matrix
   product per β-slice over all pairs of the tile;
 * :class:`FourierBase` — Wigner-D blocks of bandlimit ``L`` (after a group conv),
+* :class:`SumBase` — the sum of several branches' pair functions (``FanInSum`` of a residual block),
+  each with its own base and maps, evaluated on the common grid and added point by point,
 
 plus the pointwise maps (nonlinearities, 1×1 layers) applied since, which are
 recorded and evaluated on the quadrature grid of the next integrating layer
@@ -28,12 +30,12 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ..core.kernel import Cost, InvariantKernel, pytree_dataclass
+from ..core.kernel import Cost, InvariantKernel, cannot_add, pytree_dataclass
 from .quadrature import SO3Rule, grid_bandlimit_for, pool_rule, so3_grid
 from .transform import fourier_cost_per_point, rule_chunks, rule_wigner, slice_plan
 from .wigner import _pad_index, num_block_coeffs, pad_blocks, unpad_blocks, wigner_d_beta, z_rotation_factors
 
-__all__ = ["LiftBase", "FourierBase", "PairFunction", "SO3Pairs", "integrate"]
+__all__ = ["LiftBase", "FourierBase", "SumBase", "PairFunction", "SO3Pairs", "integrate"]
 
 
 def _rotate_orders(v, c, s, m_axis: int):
@@ -239,7 +241,99 @@ def _fourier_cost(grid, L: int, n_functions: int) -> Cost:
     return Cost(pair=n_functions * (grid.bandlimit + 5 * L) * P * P, row=0.0)
 
 
-Base = Union[LiftBase, FourierBase]
+def _mapped(pf: "PairFunction", nngp, ntk):
+    """``pf``'s maps applied to its base's values ``(..., n_points)`` (one trailing point axis)."""
+    for m, vl, vr in zip(pf.maps, pf.var1, pf.var2):
+        nngp, ntk = m.kernel(nngp, ntk, vl[..., None], vr[..., None])
+    return nngp, ntk
+
+
+def _sum_values(values):
+    """``Σ_i (nngp_i, ntk_i)``; the NTK is ``None`` if any branch has none."""
+    nngp = values[0][0]
+    for v, _ in values[1:]:
+        nngp = nngp + v
+    ntks = [t for _, t in values]
+    if any(t is None for t in ntks):
+        return nngp, None
+    ntk = ntks[0]
+    for t in ntks[1:]:
+        ntk = ntk + t
+    return nngp, ntk
+
+
+def _pad_to(blocks, L: int):
+    """Padded blocks ``(..., L0, P0, P0)`` as blocks of bandlimit ``L ≥ L0`` (zeros above ``L0``)."""
+    if blocks is None or blocks.shape[-3] == L:
+        return blocks
+    d = L - blocks.shape[-3]
+    return jnp.pad(blocks, [(0, 0)] * (blocks.ndim - 3) + [(0, d), (d, d), (d, d)])
+
+
+@pytree_dataclass
+class SumBase:
+    """``ψ = Σ_i ψ_i``: the sum of branches' pair functions (``FanInSum``, see :meth:`SO3Pairs.add`).
+
+    ``parts``: the branches' :class:`PairFunction` s, each its own base plus its own deferred
+    maps (with the variances before each). On a grid or point rule each part is evaluated there —
+    its base synthesised, then its maps applied — and the values are added point by point; the
+    maps recorded after the sum then act on the sum. Its bandlimit ``L`` is the largest of the
+    parts' bases, and it counts as ``nonlinear`` if any part applied a nonlinearity, so the
+    integration grid (:func:`~eqntk.so3.quadrature.grid_bandlimit_for`) is the one each nonlinear
+    branch would have alone and the sum of linear branches is integrated exactly.
+    """
+
+    parts: tuple
+
+    @property
+    def L(self) -> int:
+        return max(p.base.L for p in self.parts)
+
+    @property
+    def nonlinear(self) -> bool:
+        return any(p.nonlinear for p in self.parts)
+
+    @property
+    def deferred(self) -> bool:
+        """Whether some part still holds pointwise maps (then ψ is not bandlimited in general)."""
+        return any(p.maps or getattr(p.base, "deferred", False) for p in self.parts)
+
+    def blocks(self):
+        """Fourier blocks ``(..., L, P, P)`` of ψ (and Θ): the parts' blocks added; only without maps."""
+        if self.deferred:
+            raise ValueError("the Wigner-D blocks of a sum whose branches hold pointwise maps are not "
+                             "bandlimited; integrate them (SO3ConvSO3, SO3Pool) first")
+        bl = [p.base.blocks() for p in self.parts]
+        return _sum_values([(_pad_to(n, self.L), _pad_to(t, self.L)) for n, t in bl])
+
+    def _combine(self, pieces):
+        parts = self.parts
+
+        def f(x):
+            return _sum_values([_mapped(p, *fn(xi)) for p, (_, fn), xi in zip(parts, pieces, x)])
+
+        return tuple(xs for xs, _ in pieces), f
+
+    def slicer(self, grid):
+        """As :meth:`LiftBase.slicer`: each part's values on the β-slice, mapped, then added."""
+        return self._combine([p.base.slicer(grid) for p in self.parts])
+
+    def pointer(self, rule: SO3Rule):
+        """As :meth:`LiftBase.pointer`: each part's values on the chunk, mapped, then added."""
+        return self._combine([p.base.pointer(rule) for p in self.parts])
+
+    def rule_cost(self, rule: SO3Rule) -> Cost:
+        chunk = rule_chunks(rule.degree)[1].shape[1]
+        costs = [p.base.rule_cost(rule) for p in self.parts]
+        return Cost(pair=sum(c.pair + 8 * chunk for c in costs), row=sum(c.row for c in costs))
+
+    def cost(self, grid) -> Cost:
+        n = grid.alpha.size * grid.gamma.size
+        costs = [p.base.cost(grid) for p in self.parts]
+        return Cost(pair=sum(c.pair + 8 * n for c in costs), row=sum(c.row for c in costs))
+
+
+Base = Union[LiftBase, FourierBase, SumBase]
 
 
 @pytree_dataclass(static=("maps",))
@@ -261,7 +355,13 @@ class PairFunction:
 
     @property
     def nonlinear(self) -> bool:
-        return any(m.nonlinear for m in self.maps)
+        """Whether a nonlinearity acts before the next integration (in the maps or inside a sum's parts)."""
+        return any(m.nonlinear for m in self.maps) or getattr(self.base, "nonlinear", False)
+
+    @property
+    def deferred(self) -> bool:
+        """Whether pointwise maps are pending (here or inside a sum's parts)."""
+        return bool(self.maps) or getattr(self.base, "deferred", False)
 
 
 def integration_grid(pf: PairFunction, L_out: int, oversampling: float):
@@ -288,9 +388,7 @@ def integrate(pf: PairFunction, L_out: int, oversampling: float, rule: bool = Tr
 
     def body(carry, x):
         xb, ab = x
-        nngp, ntk = slice_fn(xb)  # (..., n_alpha · n_gamma): one trailing point axis
-        for m, vl, vr in zip(pf.maps, pf.var1, pf.var2):
-            nngp, ntk = m.kernel(nngp, ntk, vl[..., None], vr[..., None])
+        nngp, ntk = _mapped(pf, *slice_fn(xb))  # (..., n_alpha · n_gamma): one trailing point axis
         return carry, (analyse(nngp, ab), None if ntk is None else analyse(ntk, ab))
 
     _, (Pn, Pt) = jax.lax.scan(body, None, (xs, xa))
@@ -400,19 +498,33 @@ class SO3Pairs:
         return SO3Pairs(cross, d1, d2, _trace(d1.base.nngp), _trace(d2.base.nngp), self.with_ntk, cost)
 
     def add(self, other):
-        """Not implemented: the sum of two branches' functions on SO(3) (``FanInSum``).
+        """The state of the sum of two independent branches' feature maps (``FanInSum``).
 
-        A state holds each branch's kernel as a Fourier (or lifted) base with a chain of deferred
-        pointwise maps (``PairFunction.maps``), applied only on the quadrature grid of the next
-        integrating layer. The kernel of a sum needs both branches' kernels as values on one common
-        grid (or both chains evaluated there, with a sum node in the chain), which this state does not
-        represent yet.
+        Each pair kernel becomes a :class:`SumBase` of the two branches' pair functions: on the
+        quadrature grid (or point rule) of the next integrating layer each branch's base is
+        evaluated and its own deferred maps applied, and the values are added point by point; maps
+        applied after the sum act on the sum. NNGP, NTK and the inputs' variances add (exact under
+        the independence rule of :mod:`eqntk.core.branching`). The grid is chosen from the larger
+        bandlimit and from whether either branch is nonlinear, so a sum of linear branches is
+        integrated exactly and a nonlinear branch on the grid it would have alone.
+
+        Raises ``ValueError`` for a state of another kind (a pooled branch) or another bandlimit (the
+        finite network's feature maps would have different shapes).
         """
-        raise NotImplementedError(
-            "FanInSum on SO(3) feature maps is not implemented: adding two branches' kernels needs their "
-            "deferred pointwise-map chains (PairFunction.maps) evaluated on one common quadrature grid, "
-            "and SO3Pairs has no sum node. Pool first (SO3Pool) and add invariant features, or use "
-            "residual blocks on planar or vector networks")
+        if not isinstance(other, SO3Pairs):
+            raise cannot_add(self, other, "one branch is a function on SO(3), the other is not (pool both "
+                                          "branches with SO3Pool, or neither)")
+        if other.bandlimit != self.bandlimit:
+            raise cannot_add(self, other, f"the branches' bandlimits differ ({self.bandlimit} and "
+                                          f"{other.bandlimit}); give their last group convolutions equal bandlimits")
+        if other.with_ntk != self.with_ntk:
+            raise cannot_add(self, other, "one branch tracks the NTK, the other does not")
+
+        def plus(a: PairFunction, b: PairFunction) -> PairFunction:
+            return PairFunction(SumBase((a, b)))
+
+        return SO3Pairs(plus(self.cross, other.cross), plus(self.self1, other.self1), plus(self.self2, other.self2),
+                        self.var1 + other.var1, self.var2 + other.var2, self.with_ntk, self.cost.max(*other.cost))
 
     def pool(self, oversampling: float, rule: bool = True) -> InvariantKernel:
         """Mean over SO(3) (the degree-0 coefficient); ``rule``: on a point rule where one is stored."""
@@ -431,7 +543,7 @@ class SO3Pairs:
         )
 
     def output(self):
-        if self.cross.maps:
+        if self.cross.deferred:
             raise ValueError(
                 "the network ends in a pointwise layer acting on a function on SO(3); its kernel is not "
                 "bandlimited. End with SO3Pool() (invariant output) or SO3ConvSO3 (Wigner-D blocks)."
