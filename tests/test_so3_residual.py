@@ -101,6 +101,25 @@ def test_nonlinear_branches_add_on_the_common_grid():
     np.testing.assert_allclose(np.asarray(net(x, get="ntk", tile_size=2)), np.asarray(net(x, get="ntk")), atol=1e-13)
 
 
+def test_consecutive_blocks_nest_their_sums():
+    """Two blocks without a convolution between them: the second block's skip is itself a sum (a SumBase
+    inside a SumBase). Pooled on the grid it is the first block's pooled kernel plus that of the first
+    block followed by the second block's branch."""
+    x = signals(3, seed=7)
+    lift = stax.S2ConvSO3(3, L, W, B)
+    pool = stax.SO3Pool(rule=False)
+
+    def block():
+        return res(stax.Relu(), stax.SO3ConvSO3(3, L, W, B))
+
+    total = stax.serial(lift, block(), block(), pool).kernel_fn(x)
+    first = stax.serial(lift, block(), pool).kernel_fn(x)
+    second = stax.serial(lift, block(), stax.Relu(), stax.SO3ConvSO3(3, L, W, B), pool).kernel_fn(x)
+    for get in ("nngp", "ntk"):
+        np.testing.assert_allclose(np.asarray(getattr(total, get)),
+                                   np.asarray(getattr(first, get)) + np.asarray(getattr(second, get)), atol=1e-10)
+
+
 # ---------------------------------------------------------------------------------------------
 # Monte Carlo over finite networks
 

@@ -545,7 +545,8 @@ class SO3Pairs:
     def output(self):
         if self.cross.deferred:
             raise ValueError(
-                "the network ends in a pointwise layer acting on a function on SO(3); its kernel is not "
+                "the network ends in a pointwise layer acting on a function on SO(3) (after the last group "
+                "convolution, in a residual branch or after the sum); its kernel is not "
                 "bandlimited. End with SO3Pool() (invariant output) or SO3ConvSO3 (Wigner-D blocks)."
             )
         n, t = self.cross.base.blocks()
