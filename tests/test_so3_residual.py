@@ -1,8 +1,8 @@
 """Residual SO(3) GCNNs: FanInSum of functions on SO(3) (SO3Pairs.add / SumBase, SO3Sum).
 
 Checked against a closed form and the sum of separately computed branch kernels (linear blocks), the
-sum of branch kernels on the common grid (nonlinear branches), Monte Carlo ensembles of finite networks
-(with the network without its skip failing the same criterion), exact rotation invariance, and refusals.
+sum of branch kernels on the common grid (nonlinear branches, nested blocks), Monte Carlo ensembles of finite
+networks (with the network without its skip failing the same criterion), exact rotation invariance, refusals.
 """
 
 import jax
