@@ -320,7 +320,86 @@ def test_tile_program_with_avg_pool_fits_cost():
     for layers in ([stax.Conv(4, 3), stax.Relu(), stax.AvgPool(2, 1, "SAME"), stax.Conv(4, 3), stax.Relu(),
                     stax.Flatten()],
                    [stax.Z2ConvP4(4, 3), stax.Relu(), stax.AvgPool(3, 1, "SAME"), stax.P4ConvP4(4, 3), stax.Relu(),
-                    stax.GroupPool()]):
+                    stax.GroupPool()],
+                   [stax.Conv(4, 3), stax.LayerNorm(), stax.Relu(), stax.Conv(4, 3), stax.LayerNorm(), stax.Relu(),
+                    stax.GlobalAvgPool()]):
         kfn = stax.serial(*layers, stax.Dense(1)).kernel_fn
         measured, budgeted = _bytes(kfn, 8, "float32", True)
         assert measured <= budgeted, (measured, budgeted)
+
+
+# ---------------------------------------------------------------------------------------------
+# LayerNorm
+
+
+def vectors(n=4, d=3, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)) * np.array([0.5, 1.0, 2.0])[:d]
+
+
+def test_layer_norm_invariant_closed_form():
+    x = vectors()
+    pre = stax.serial(stax.Dense(8, W, B), stax.Relu(), stax.Dense(8, W, B)).kernel_fn(x)
+    K, T = np.asarray(pre.nngp), np.asarray(pre.ntk)
+    v = np.diag(K)
+    s = 1.0 / np.sqrt(np.outer(v, v))
+    k = stax.serial(stax.Dense(8, W, B), stax.Relu(), stax.Dense(8, W, B), stax.LayerNorm()).kernel_fn(x)
+    np.testing.assert_allclose(np.asarray(k.nngp), K * s, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(k.ntk), T * s, rtol=1e-10)
+    np.testing.assert_allclose(np.diag(np.asarray(k.nngp)), 1.0, atol=1e-10)  # the output variances are 1
+    # a nonlinearity after it sees variance 1
+    k = stax.serial(stax.Dense(8, W, B), stax.Relu(), stax.Dense(8, W, B), stax.LayerNorm(), stax.Relu()).kernel_fn(x)
+    ref, ref_t = bf.relu(K * s, 1.0, 1.0, T * s)
+    np.testing.assert_allclose(np.asarray(k.nngp), ref, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(k.ntk), ref_t, atol=1e-10)
+
+
+def test_layer_norm_per_pixel_on_cnn_and_p4_maps():
+    x = images(2, 5, 5)
+    for body in (cnn_body(), stax.serial(stax.Z2ConvP4(3, 3, W_std=W, b_std=B), stax.Relu(),
+                                         stax.P4ConvP4(3, 3, W_std=W, b_std=B))):
+        pre = body.kernel_fn(x)
+        K, T = np.asarray(pre.nngp), np.asarray(pre.ntk)
+        if K.ndim == 6:  # the CNN: a group axis of one element
+            K, T = K[:, :, None], T[:, :, None]
+        v = np.einsum("nnijij->nij", K[:, :, 0])  # per-pixel variances, the same for every group element
+        s = 1.0 / np.sqrt(v[:, None, None, :, :, None, None] * v[None, :, None, None, None])
+        k = stax.serial(body, stax.LayerNorm()).kernel_fn(x)
+        np.testing.assert_allclose(np.asarray(k.nngp).reshape(K.shape), K * s, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(k.ntk).reshape(K.shape), T * s, rtol=1e-10)
+    h = np.random.default_rng(0).normal(size=(2, 4, 3, 3, 5)) + 1.0
+    y = np.asarray(stax.LayerNorm().apply_fn((), h))
+    np.testing.assert_allclose(y.mean(-1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(y.var(-1), 1.0, atol=1e-9)
+
+
+def test_layer_norm_matches_finite_ensembles():
+    x = vectors(4, 3, seed=1)
+    n = 256
+
+    def body(*norm):
+        return stax.serial(stax.Dense(n, W, B), stax.Relu(), stax.Dense(n, W, B), *norm, stax.Relu())
+
+    kernel = np.asarray(stax.serial(body(stax.LayerNorm()), stax.Dense(1, W, B)).kernel_fn(x, get="nngp"))
+    wrong = np.asarray(stax.serial(body(), stax.Dense(1, W, B)).kernel_fn(x, get="nngp"))
+    _check_ensemble(_ensemble_nngp(body(stax.LayerNorm()), x, 64), kernel, wrong, n)
+
+
+def test_layer_norm_refusals():
+    x = vectors()
+    with pytest.raises(ValueError, match="axis=-1"):
+        stax.LayerNorm(axis=1)
+    with pytest.raises(ValueError, match="eps"):
+        stax.LayerNorm(eps=0.0)
+    with pytest.raises(ValueError, match="raw inputs"):
+        stax.serial(stax.LayerNorm(), stax.Dense(1)).kernel_fn(x)
+    with pytest.raises(ValueError, match="needs centred inputs"):
+        stax.serial(stax.Dense(4), stax.Relu(), stax.LayerNorm())
+    with pytest.raises(ValueError, match="needs centred inputs"):  # through a nested serial
+        stax.serial(stax.Dense(4), stax.Relu(), stax.serial(stax.LayerNorm(), stax.Dense(1)))
+    # centred inputs: after Dense, after a convolution and AvgPool or Flatten; LayerNorm keeps the status
+    stax.serial(stax.Dense(4), stax.Relu(), stax.Dense(4), stax.LayerNorm(), stax.LayerNorm())
+    stax.serial(stax.Conv(4, 3), stax.AvgPool(2), stax.Flatten(), stax.LayerNorm(), stax.Dense(1)).kernel_fn(
+        images(2, 4, 4))
+    sig = np.random.default_rng(0).normal(size=(2, 4, 2))  # SO(3) signals: bandlimit 2, 2 channels
+    with pytest.raises(ValueError, match="not for a"):
+        stax.serial(stax.S2ConvSO3(4, 2), stax.LayerNorm()).kernel_fn(sig)

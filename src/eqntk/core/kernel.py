@@ -140,14 +140,15 @@ class InvariantKernel:
     flat: bool = False
 
     def pointwise(self, m):
-        if self.flat and getattr(m, "nonlinear", True):
+        if self.flat and getattr(m, "per_feature", True):
             raise ValueError(
                 f"{type(m).__name__.removesuffix('Map')} after Flatten: the flattened features have a variance "
                 "per pixel, and a nonlinearity's kernel needs each feature's own; put a Dense layer after "
                 "Flatten (its outputs mix all pixels)")
         nngp, ntk = m.kernel(self.nngp, self.ntk, self.var1[:, None], self.var2[None, :])
+        # a Dense layer (linear: ``nonlinear`` False) mixes the pixels; LayerNorm's scaling does not
         return dataclasses.replace(self, nngp=nngp, ntk=ntk, var1=m.var(self.var1), var2=m.var(self.var2),
-                                   flat=False)
+                                   flat=self.flat and getattr(m, "nonlinear", True))
 
     def add(self, other) -> "InvariantKernel":
         """The sum of two independent branches: ``K = K_a + K_b``, ``Θ = Θ_a + Θ_b``, variances add.

@@ -91,7 +91,8 @@ class SpatialKernel:
 
 #: extra full blocks live per pair while a nonlinearity's kernel is evaluated, by map type: the closed
 #: forms need none beyond the base count below; Gauss–Hermite maps (ElementwiseMap) and unknown maps 2.
-_MAP_TEMPORARIES = {"ReluMap": 0.0, "ABReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 0.0, "SinMap": 0.0}
+_MAP_TEMPORARIES = {"ReluMap": 0.0, "ABReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 0.0, "SinMap": 0.0,
+                    "NormaliseMap": 0.0}
 
 
 def map_temporaries(m) -> float:
