@@ -323,7 +323,7 @@ def AvgPool(window_shape, strides=None, padding: str = "VALID") -> Layer:
     ``kh·kw``, at the edges too.
 
     Kernel: ``K'(p, p') = mean_{a ∈ w(p), b ∈ w(p')} K(a, b)``, a linear map of both spatial arguments
-    (the NTK alike). For group maps the windows must commute with the point group (square windows
+    (the NTK alike). As a first layer it pools the raw images. For group maps the windows must commute with the point group (square windows
     centred on the maps' grid for p4/p4m; symmetric placement for p2), else ``ValueError``.
     """
     where = "AvgPool"
@@ -348,9 +348,11 @@ def AvgPool(window_shape, strides=None, padding: str = "VALID") -> Layer:
         return pool_maps(x, ph, pw)
 
     def op(state):
+        if isinstance(state, Inputs) and state.x1.ndim == 4:  # raw images: pooled images, exactly
+            ph, pw = matrices(state.x1.shape)
+            return Inputs(pool_maps(state.x1, ph, pw), pool_maps(state.x2, ph, pw), state.with_ntk, state.cost)
         if not isinstance(state, SpatialPairs):
-            raise ValueError(f"{where} needs spatial feature maps (put a Conv or a lifting layer first), got "
-                             f"{type(state).__name__}")
+            raise ValueError(f"{where} needs images or spatial feature maps, got {type(state).__name__}")
         H, W = state.grid
         ph, pw = _pool_matrices(where, H, W, window, strides, padding, state.group.order)
         return state.avg_pool(ph, pw)
