@@ -248,7 +248,7 @@ def test_p4_avg_pool_matches_finite_ensembles():
 
 
 def _empirical_ntk(f, x, seeds):
-    """Mean over ``seeds`` of ⟨∂f/∂θ, ∂f/∂θ'⟩ over all parameters of the finite network ``f`` (one output)."""
+    """Mean over ``seeds`` of ⟨∂f/∂θ, ∂f/∂θ'⟩ over all parameters of ``f`` (one output)."""
     out = []
     for seed in seeds:
         _, params = f.init_fn(jax.random.PRNGKey(seed), x.shape)

@@ -323,8 +323,9 @@ def AvgPool(window_shape, strides=None, padding: str = "VALID") -> Layer:
     ``kh·kw``, at the edges too.
 
     Kernel: ``K'(p, p') = mean_{a ∈ w(p), b ∈ w(p')} K(a, b)``, a linear map of both spatial arguments
-    (the NTK alike). As a first layer it pools the raw images. For group maps the windows must commute with the point group (square windows
-    centred on the maps' grid for p4/p4m; symmetric placement for p2), else ``ValueError``.
+    (the NTK alike). As a first layer it pools the raw images. For group maps the windows must commute
+    with the point group (square windows centred on the maps' grid for p4/p4m; symmetric placement for
+    p2), else ``ValueError``.
     """
     where = "AvgPool"
     window = _pair(where, "window_shape", window_shape)
