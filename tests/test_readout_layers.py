@@ -122,6 +122,43 @@ def test_avg_pool_as_first_layer_pools_the_images():
     np.testing.assert_allclose(np.asarray(a.ntk), np.asarray(b.ntk), atol=1e-12)
 
 
+@pytest.mark.parametrize("group,pool", [("p4", stax.AvgPool(3, 2, "SAME")), ("p4m", stax.AvgPool(2, 1, "VALID")),
+                                        ("p4", stax.AvgPool(3, 2, "CIRCULAR"))])
+def test_avg_pool_keeps_group_networks_invariant(group, pool):
+    """With symmetric windows the pooled GCNN's kernel is invariant under rotating (and flipping) an input."""
+    lift, conv = {"p4": (stax.Z2ConvP4, stax.P4ConvP4), "p4m": (stax.Z2ConvP4M, stax.P4MConvP4M)}[group]
+    net = stax.serial(lift(3, 3, W_std=W, b_std=B), stax.Relu(), pool, conv(3, 3, W_std=W, b_std=B), stax.Relu(),
+                      stax.GroupPool(), stax.Dense(1, W, B))
+    x = images(2, 5, 5, seed=8)
+    k = np.asarray(net.kernel_fn(x, get="ntk"))
+    moved = [np.rot90(x, 1, axes=(1, 2))] + ([x[:, :, ::-1]] if group == "p4m" else [])
+    for xr in moved:
+        # 1e-9: the ReLU NTK's infinite slope at perfectly correlated pixel pairs (the self pairs) turns rounding
+        # into ~1e-12 relative differences there (as in test_planar_reference); off the diagonal 1e-12 holds
+        got = np.asarray(net.kernel_fn(x, xr, get="ntk"))
+        np.testing.assert_allclose(got, k, rtol=1e-9)
+        np.testing.assert_allclose(got[0, 1], k[0, 1], rtol=1e-12)
+    # the pooling matters: without it the kernel differs
+    plain = stax.serial(lift(3, 3, W_std=W, b_std=B), stax.Relu(), conv(3, 3, W_std=W, b_std=B), stax.Relu(),
+                        stax.GroupPool(), stax.Dense(1, W, B))
+    assert np.abs(np.asarray(plain.kernel_fn(x, get="ntk")) - k).max() > 1e-3 * np.abs(k).max()
+
+
+def test_refused_windows_would_break_invariance(monkeypatch):
+    """Why the refusal: with the check bypassed, an off-centre window (2×2, stride 2, SAME on 5×5 maps) makes the
+    pooled p4 network's kernel change when an input is rotated."""
+    import eqntk.planar.layers as planar_layers
+
+    check = planar_layers._pool_matrices
+    monkeypatch.setattr(planar_layers, "_pool_matrices", lambda *a: check(*a[:-1], 1))
+    net = stax.serial(stax.Z2ConvP4(3, 3), stax.Relu(), stax.AvgPool(2, 2, "SAME"), stax.P4ConvP4(3, 3), stax.Relu(),
+                      stax.GroupPool(), stax.Dense(1))
+    x = images(2, 5, 5, seed=8)
+    k = np.asarray(net.kernel_fn(x, get="ntk"))
+    kr = np.asarray(net.kernel_fn(x, np.rot90(x, 1, axes=(1, 2)), get="ntk"))
+    assert np.abs(k - kr).max() > 1e-3 * np.abs(k).max()
+
+
 def test_avg_pool_of_a_window_of_one_is_the_identity():
     x = images(2, 5, 5)
     a = cnn_body().kernel_fn(x)
@@ -330,6 +367,7 @@ def test_specs_identify_the_layers():
               fp(stax.AvgPool((2, 1))), fp(stax.Flatten()), fp(stax.GlobalAvgPool())]
     assert len(set(prints)) == len(prints)
     assert fp(stax.AvgPool(2)) == fp(stax.AvgPool((2, 2), (1, 1), "valid"))
+    assert fp(stax.LayerNorm(), stax.Flatten()) != fp(stax.LayerNorm(eps=1e-6), stax.Flatten())
 
 
 def test_tile_program_with_avg_pool_fits_cost():
