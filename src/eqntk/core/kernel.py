@@ -123,19 +123,32 @@ class Inputs:
         raise ValueError("the network has no layers")
 
 
-@pytree_dataclass(static=("cost",))
+@pytree_dataclass(static=("cost", "flat"))
 class InvariantKernel:
-    """One number per pair: ``nngp``, ``ntk`` of shape ``(t1, t2)``; variances ``var1 (t1,)``, ``var2 (t2,)``."""
+    """One number per pair: ``nngp``, ``ntk`` of shape ``(t1, t2)``; variances ``var1 (t1,)``, ``var2 (t2,)``.
+
+    ``flat``: the features are flattened spatial maps (``Flatten``), whose entries have different
+    variances from pixel to pixel: ``var1``/``var2`` are their means, enough for a linear layer but not
+    for a nonlinearity, which is refused until a ``Dense`` layer has mixed them.
+    """
 
     nngp: jax.Array
     ntk: Optional[jax.Array]
     var1: jax.Array
     var2: jax.Array
     cost: Cost = Cost()
+    flat: bool = False
 
     def pointwise(self, m):
+        if self.flat and getattr(m, "per_feature", True):
+            raise ValueError(
+                f"{type(m).__name__.removesuffix('Map')} after Flatten: the flattened features have a variance "
+                "per pixel, and a nonlinearity's kernel needs each feature's own; put a Dense layer after "
+                "Flatten (its outputs mix all pixels)")
         nngp, ntk = m.kernel(self.nngp, self.ntk, self.var1[:, None], self.var2[None, :])
-        return dataclasses.replace(self, nngp=nngp, ntk=ntk, var1=m.var(self.var1), var2=m.var(self.var2))
+        # a Dense layer (linear: ``nonlinear`` False) mixes the pixels; LayerNorm's scaling does not
+        return dataclasses.replace(self, nngp=nngp, ntk=ntk, var1=m.var(self.var1), var2=m.var(self.var2),
+                                   flat=self.flat and getattr(m, "nonlinear", True))
 
     def add(self, other) -> "InvariantKernel":
         """The sum of two independent branches: ``K = K_a + K_b``, ``Θ = Θ_a + Θ_b``, variances add.
@@ -148,7 +161,8 @@ class InvariantKernel:
             raise cannot_add(self, other, "one branch is pooled (one number per pair), the other is not")
         ntk = None if (self.ntk is None or other.ntk is None) else self.ntk + other.ntk
         return InvariantKernel(nngp=self.nngp + other.nngp, ntk=ntk, var1=self.var1 + other.var1,
-                               var2=self.var2 + other.var2, cost=self.cost.max(*other.cost))
+                               var2=self.var2 + other.var2, cost=self.cost.max(*other.cost),
+                               flat=self.flat or other.flat)
 
     def held(self) -> Cost:
         return Cost(1.0 if self.ntk is None else 2.0, 1.0)

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 
 from .checks import check_inputs, check_int, check_real, check_std
 from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles, spans_processes
-from .kernel import Inputs
-from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, PointwiseMap, ReluMap, SinMap, gelu
+from .kernel import Inputs, InvariantKernel
+from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, NormaliseMap, PointwiseMap, ReluMap, SinMap, gelu
 
 __all__ = ["Layer", "KernelFn", "serial", "Dense", "Relu", "ABRelu", "LeakyRelu", "Sin", "Erf", "Gelu", "Tanh",
-           "Sigmoid", "Elementwise", "pointwise_layer",
+           "Sigmoid", "Elementwise", "LayerNorm", "pointwise_layer",
            "map_values"]
 
 _KINDS = ("nngp", "ntk")
@@ -100,6 +100,9 @@ class KernelFn:
     keeps its input's status (``Identity``); ``False`` (default): not known to be (nonlinearities,
     pooling, branching). :func:`eqntk.core.branching.FanInSum` relies on it (see there).
 
+    ``needs_centred``: the layer is exact only on centred inputs (``LayerNorm``, whose channel mean must
+    vanish at infinite width); :func:`serial` refuses it after a layer whose ``centred`` is ``False``.
+
     ``name`` is for display only. ``spec`` identifies the computation structurally (every
     layer's type and parameters; see :mod:`eqntk.core.fingerprint`); a tile store keys on its
     :meth:`fingerprint`, never on the name. Without a ``spec`` the ``op`` itself (its code and
@@ -111,6 +114,7 @@ class KernelFn:
     spec: Any = dataclasses.field(default=None, compare=False)
     regrid: Optional[Callable[[float], "KernelFn"]] = dataclasses.field(default=None, compare=False, repr=False)
     centred: Optional[bool] = dataclasses.field(default=False, compare=False)
+    needs_centred: bool = dataclasses.field(default=False, compare=False)
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def identity(self) -> Any:
@@ -296,7 +300,16 @@ def serial(*layers) -> Layer:
         return state
 
     centred = None  # the last layer that sets the status decides it; Identity layers keep it
-    for l in layers:
+    needs_centred = False  # a layer needs centred inputs before any layer here has set the status
+    for i, l in enumerate(layers):
+        if l.kernel_fn.needs_centred:
+            if centred is False:
+                raise ValueError(
+                    f"{l.kernel_fn.name} needs centred inputs (a Dense layer or a convolution before it, possibly "
+                    f"followed by AvgPool or Flatten), got the output of {layers[i - 1].kernel_fn.name}, whose "
+                    "channel mean does not vanish at infinite width (e.g. after a nonlinearity; neural-tangents "
+                    "refuses it too)")
+            needs_centred = needs_centred or centred is None
         if l.kernel_fn.centred is not None:
             centred = l.kernel_fn.centred
     names = "→".join(getattr(l.kernel_fn, "name", "?") for l in layers)
@@ -306,7 +319,8 @@ def serial(*layers) -> Layer:
         def regrid(oversampling: float) -> KernelFn:
             return serial(*(l if l.kernel_fn.regrid is None else l._replace(kernel_fn=l.kernel_fn.regrid(oversampling))
                             for l in layers)).kernel_fn
-    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec, regrid=regrid, centred=centred))
+    return Layer(init_fn, apply_fn, KernelFn(op, name=names, spec=spec, regrid=regrid, centred=centred,
+                                             needs_centred=needs_centred))
 
 
 def map_values(x, fn: Callable, linear: bool = False):
@@ -460,3 +474,45 @@ def Elementwise(fn: Callable, nngp_fn: Optional[Callable] = None, d_nngp_fn: Opt
     label = name or getattr(fn, "__qualname__", repr(fn))
     return pointwise_layer(ElementwiseMap(fn, nngp_fn, d_nngp_fn, n), f"Elementwise({label}, n_quadrature={n})",
                            spec=None if name is None else ("Elementwise", name, n))
+
+
+def LayerNorm(axis: int = -1, eps: float = 1e-12) -> Layer:
+    """Layer normalisation over the channels, neural-tangents' ``LayerNorm(axis=-1)``.
+
+    Finite network: ``(x − mean) / √(var + eps)`` over the last (channel) axis, per input (and per
+    pixel and group element of feature maps). Infinite width (:class:`~eqntk.core.pointwise.NormaliseMap`):
+    the channel mean of centred features vanishes and their variance is the kernel's diagonal ``v``, so
+    ``K' = K / √((v₁ + ε)(v₂ + ε))``, ``Θ'`` alike, and every output variance is ``v / (v + ε) ≈ 1``.
+
+    Implemented for one number per pair (vectors, pooled or flattened features) and, per pixel, for CNN and
+    planar GCNN maps; other states (raw inputs, SO(3) signals) are refused with a ``ValueError``. Its inputs
+    must be centred, as neural-tangents requires Gaussian ones: ``serial`` refuses it right after a layer
+    that is not centred (a nonlinearity, or a pooling layer or branch sum that does not say it keeps the
+    status), since the channel mean of, e.g., ReLU features does not vanish.
+    ``axis``: only ``-1`` (the channels); ``eps`` > 0.
+    """
+    if isinstance(axis, bool) or axis not in (-1,):
+        raise ValueError(f"LayerNorm: only axis=-1 (the channels) is implemented, got axis={axis!r}; normalising "
+                         "over spatial axes too has no per-pixel kernel in this library")
+    eps = check_real("LayerNorm", "eps", eps, lo=0.0, strict=True)
+    m = NormaliseMap(eps)
+
+    def init_fn(key, input_shape):
+        return input_shape, ()
+
+    def apply_fn(params, x, **kwargs):
+        return m.fn(jnp.asarray(x))
+
+    def op(state):
+        from ..planar.kernel_state import SpatialPairs
+
+        if isinstance(state, Inputs):
+            raise ValueError("LayerNorm cannot act on raw inputs (their channel mean does not vanish): put a Dense "
+                             "layer or a convolution first")
+        if not isinstance(state, (InvariantKernel, SpatialPairs)):
+            raise ValueError(f"LayerNorm is implemented for vectors (one number per pair) and planar feature maps, "
+                             f"not for a {type(state).__name__}")
+        return state.pointwise(m)
+
+    return Layer(init_fn, apply_fn, KernelFn(op, name=f"LayerNorm(eps={eps})", spec=("LayerNorm", axis, m),
+                                             centred=None, needs_centred=True))

@@ -27,13 +27,17 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-__all__ = ["PointwiseMap", "AffineMap", "ReluMap", "ABReluMap", "SinMap", "ErfMap", "ElementwiseMap", "gelu"]
+__all__ = ["PointwiseMap", "AffineMap", "NormaliseMap", "ReluMap", "ABReluMap", "SinMap", "ErfMap", "ElementwiseMap",
+           "gelu"]
 
 
 class PointwiseMap:
     """Base class. Subclasses implement :meth:`kernel`, :meth:`var` and :meth:`fn`."""
 
     nonlinear: bool = True
+    #: whether the kernel needs each feature's own variance (a nonlinearity of single values), rather than
+    #: their mean over the features (linear maps; LayerNorm's normaliser)
+    per_feature: bool = True
     #: whether :meth:`weighted_kernel` puts the weights inside the map's evaluation (an exponential)
     #: rather than multiplying by them afterwards
     fuses_weights: bool = False
@@ -71,6 +75,7 @@ class AffineMap(PointwiseMap):
     W_std: float = 1.0
     b_std: Optional[float] = None
     nonlinear = False
+    per_feature = False
 
     def kernel(self, cov12, ntk, var1, var2):
         b2 = 0.0 if self.b_std is None else self.b_std**2
@@ -80,6 +85,31 @@ class AffineMap(PointwiseMap):
     def var(self, var):
         b2 = 0.0 if self.b_std is None else self.b_std**2
         return self.W_std**2 * var + b2
+
+
+@dataclasses.dataclass(frozen=True)
+class NormaliseMap(PointwiseMap):
+    """Layer normalisation over the channels at infinite width (neural-tangents' ``LayerNorm``).
+
+    With infinitely many channels the channel mean of centred features vanishes and their mean square is
+    the variance ``v``, so the layer divides each input's features by the deterministic ``√(v + ε)``:
+    ``K ↦ K / √((v₁ + ε)(v₂ + ε))``, ``Θ`` alike (the normaliser's own gradient vanishes with the width),
+    ``v ↦ v / (v + ε)``. ``fn``: the finite layer, ``(x − mean) / √(var + ε)`` over the last axis.
+    """
+
+    eps: float = 1e-12
+    per_feature = False
+
+    def kernel(self, cov12, ntk, var1, var2):
+        scale = 1.0 / jnp.sqrt((var1 + self.eps) * (var2 + self.eps))
+        return cov12 * scale, (None if ntk is None else ntk * scale)
+
+    def var(self, var):
+        return var / (var + self.eps)
+
+    def fn(self, x):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        return (x - mean) / jnp.sqrt(jnp.var(x, axis=-1, keepdims=True) + self.eps)
 
 
 def _safe_sqrt(x):

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from ..core.fusion import apart
 from ..core.kernel import Cost, InvariantKernel, cannot_add, pytree_dataclass
 from .groups import PlanarGroup, pixel_permutation, transform_grid
-from .spatial import patches, window_mean, window_mean_diag
+from .spatial import patches, pool_pairs, window_mean, window_mean_diag
 
 __all__ = ["SpatialKernel", "SpatialPairs", "lift_pairs", "kernel_cost", "map_temporaries"]
 
@@ -91,7 +91,8 @@ class SpatialKernel:
 
 #: extra full blocks live per pair while a nonlinearity's kernel is evaluated, by map type: the closed
 #: forms need none beyond the base count below; Gauss–Hermite maps (ElementwiseMap) and unknown maps 2.
-_MAP_TEMPORARIES = {"ReluMap": 0.0, "ABReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 0.0, "SinMap": 0.0}
+_MAP_TEMPORARIES = {"ReluMap": 0.0, "ABReluMap": 0.0, "AffineMap": 0.0, "ErfMap": 0.0, "SinMap": 0.0,
+                    "NormaliseMap": 0.0}
 
 
 def map_temporaries(m) -> float:
@@ -195,6 +196,52 @@ class SpatialPairs:
                            temporaries=max(self.temporaries, other.temporaries))
         H, W = self.grid
         return dataclasses.replace(new, cost=new.cost.max(*kernel_cost(self.group, H, W, self.with_ntk, 1, 1)))
+
+    def avg_pool(self, ph: np.ndarray, pw: np.ndarray) -> "SpatialPairs":
+        """Average pooling of the feature maps by ``P = ph ⊗ pw`` (:func:`~eqntk.planar.spatial.pool_matrix`).
+
+        ``M'_d = P M_d Pᵀ`` in both spatial arguments. For ``N_d(t, u) = M_d(t, d·u)`` the same
+        holds when ``P`` commutes with the point group (``P(d·u, d·c) = P(u, c)``; the layer checks
+        it), so every ``N_d`` is pooled alike. The pooled variance maps are not functions of the old
+        ones: they are the diagonals of the pooled self pairs at the identity element, ``v'(t) =
+        N'_e(t, t)`` for ``(x, x)``; a group feature's variance does not depend on the group element,
+        so the transformed second inputs have ``T_d v'``.
+        """
+
+        def pooled(k: SpatialKernel) -> SpatialKernel:
+            ntk = None if k.ntk is None else pool_pairs(k.ntk, ph, pw)
+            return SpatialKernel(pool_pairs(k.nngp, ph, pw), ntk, k.var1, k.var2)
+
+        new = self._map(pooled, convs=self.convs + 1)
+        g = self.group
+
+        def diag(k):  # (t, |G|, H, W, H, W) -> the variance map of the identity element (t, H, W)
+            return jnp.einsum("tijij->tij", k.nngp[:, 0])
+
+        v1, v2 = diag(new.self1), diag(new.self2)
+        t1, t2 = transform_grid(v1, g, axes=(-2, -1)), transform_grid(v2, g, axes=(-2, -1))
+        cross = dataclasses.replace(new.cross, var1=v1[:, None, None], var2=t2[None])
+        self1 = dataclasses.replace(new.self1, var1=v1[:, None], var2=t1)
+        self2 = dataclasses.replace(new.self2, var1=v2[:, None], var2=t2)
+        return dataclasses.replace(new, cross=cross, self1=self1, self2=self2)
+
+    def flatten(self) -> InvariantKernel:
+        """Features ``(|G|, H, W, C)`` flattened, for a ``Dense`` readout: one number per pair.
+
+        ``K = mean_t Cov(h_x(g, t), h_x'(g, t))``, the mean over pixels of the diagonal (the same
+        pixel and group element in both inputs). With white filters the same-element covariance does
+        not depend on ``g`` (rotating a filter leaves its distribution unchanged) and is ``N_e(t, t)``,
+        so this is the mean of the identity element's diagonal; likewise the NTK. For ``|G| > 1`` the
+        result is *not* invariant under the group (a CNN kernel with a group-structured filter bank).
+        """
+
+        def diag_mean(K):
+            return None if K is None else jnp.mean(jnp.einsum("abijij->abij", K[:, :, 0]), axis=(-2, -1))
+
+        v1 = jnp.mean(self.self1.var1[:, 0], axis=(-2, -1))
+        v2 = jnp.mean(self.self2.var1[:, 0], axis=(-2, -1))
+        return InvariantKernel(nngp=diag_mean(self.cross.nngp), ntk=diag_mean(self.cross.ntk), var1=v1, var2=v2,
+                               cost=self.cost, flat=True)
 
     def held(self) -> Cost:
         """The state's own arrays: per pair the NNGP (and NTK) blocks, per input a self-pair block."""

@@ -4,7 +4,9 @@
   ``(N, H, W, C)`` to functions on ``R ⋉ Z²``, layout ``(N, |G|, H, W, C)``;
 * ``P4ConvP4``, ``P4MConvP4M``, ``P2ConvP2``: group convolutions;
 * ``GroupPool``: mean over the group and space → ``(N, C)``;
-* ``Conv``, ``GlobalAvgPool``: the plain CNN (the trivial group).
+* ``Conv``, ``GlobalAvgPool``: the plain CNN (the trivial group);
+* ``AvgPool``: spatial average pooling (neural-tangents' ``AvgPool``) of CNN and GCNN maps;
+* ``Flatten``: the maps as one vector per input, for a ``Dense`` readout (neural-tangents' ``Flatten``).
 
 Normalisation (docs/mathematics.md, "Normalisation": NTK parameterisation): each layer averages over its
 filter support (``q²`` pixels × ``C`` channels for a lift or ``Conv``, times ``|G|``
@@ -28,15 +30,15 @@ import jax
 import jax.numpy as jnp
 
 from ..core.checks import check_int, check_std
-from ..core.kernel import Inputs
+from ..core.kernel import Inputs, InvariantKernel
 from ..core.layers import KernelFn, Layer
 from .features import conv2d, group_conv_apply, lift_apply
 from .groups import P2, P4, P4M, TRIVIAL, PlanarGroup
 from .kernel_state import SpatialPairs, lift_pairs
-from .spatial import PADDINGS, output_size
+from .spatial import PADDINGS, output_size, pool_maps, pool_matrix
 
 __all__ = ["Z2ConvP4", "P4ConvP4", "Z2ConvP4M", "P4MConvP4M", "Z2ConvP2", "P2ConvP2", "GroupPool",
-           "Conv", "GlobalAvgPool"]
+           "Conv", "GlobalAvgPool", "AvgPool", "Flatten"]
 
 
 def _check_filter(where: str, filter_shape) -> int:
@@ -278,3 +280,117 @@ def GlobalAvgPool() -> Layer:
 
     return Layer(init_fn, apply_fn, KernelFn(_pool_op("GlobalAvgPool", True), name="GlobalAvgPool",
                                              spec=("GlobalAvgPool",)))
+
+
+def _pair(where: str, what: str, v) -> tuple[int, int]:
+    shape = (v, v) if np.ndim(v) == 0 else (tuple(np.ravel(v).tolist()) if np.ndim(v) == 1 else ())
+    if len(shape) != 2 or any(isinstance(a, bool) or int(a) != a or a < 1 for a in shape):
+        raise ValueError(f"{where}: {what} must be a positive integer or a pair of them, got {v!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def _pool_matrices(where: str, H: int, W: int, window, strides, padding, group_order: int):
+    """``(ph, pw)`` for a grid ``H × W``; for group maps (``group_order > 1``) checks that pooling commutes
+    with the point group: each matrix symmetric under reversing both axes (180° rotations, flips), and
+    ``ph == pw`` for 90° rotations (``group_order ≥ 4``)."""
+    (kh, kw), (sh, sw) = window, strides
+    if padding == "VALID" and (H < kh or W < kw):
+        raise ValueError(f"{where}: a VALID {kh}×{kw} window does not fit feature maps of size {H}×{W}")
+    ph, pw = pool_matrix(H, kh, sh, padding), pool_matrix(W, kw, sw, padding)
+    if group_order > 1:
+        why = None
+        if group_order >= 4 and (ph.shape != pw.shape or not np.array_equal(ph, pw)):
+            why = "90° rotations need a square window, equal strides on both axes and square maps"
+        elif not (np.array_equal(ph, ph[::-1, ::-1]) and np.array_equal(pw, pw[::-1, ::-1])):
+            why = ("the windows must be placed symmetrically about the centre of the maps: with VALID padding "
+                   "(size − window) must be a multiple of the stride, with SAME/CIRCULAR padding the padding "
+                   "(ceil(size/stride) − 1)·stride + window − size must be even")
+        if why is not None:
+            raise ValueError(
+                f"{where}: window {kh}×{kw}, strides {sh}×{sw}, {padding} padding on {H}×{W} maps does not commute "
+                f"with the group's rotations, so the pooled maps would not be equivariant: {why}")
+    return ph, pw
+
+
+def AvgPool(window_shape, strides=None, padding: str = "VALID") -> Layer:
+    """Spatial average pooling, neural-tangents' ``AvgPool`` (``normalize_edges=False``).
+
+    ``(N, H, W, C)`` → ``(N, H', W', C)`` for CNN maps, ``(N, |G|, H, W, C)`` → ``(N, |G|, H', W', C)``
+    for group maps (pooling acts on the spatial axes only). ``window_shape``: ``k`` or ``(kh, kw)``;
+    ``strides``: ``s`` or ``(sh, sw)``, default ``(1, 1)`` (as neural-tangents, not the window);
+    ``padding``: ``'VALID'`` (``H' = ⌊(H − kh)/sh⌋ + 1``), ``'SAME'`` (zeros) or ``'CIRCULAR'``
+    (periodic), both ``H' = ⌈H/sh⌉`` with XLA's split of the padding; every window sum is divided by
+    ``kh·kw``, at the edges too.
+
+    Kernel: ``K'(p, p') = mean_{a ∈ w(p), b ∈ w(p')} K(a, b)``, a linear map of both spatial arguments
+    (the NTK alike). As a first layer it pools the raw images. For group maps the windows must commute
+    with the point group (square windows centred on the maps' grid for p4/p4m; symmetric placement for
+    p2), else ``ValueError``.
+    """
+    where = "AvgPool"
+    window = _pair(where, "window_shape", window_shape)
+    strides = (1, 1) if strides is None else _pair(where, "strides", strides)
+    padding = _check_padding(where, padding)
+
+    def matrices(shape):
+        if len(shape) not in (4, 5):
+            raise ValueError(f"{where}: expected CNN maps (N, H, W, C) or group maps (N, |G|, H, W, C), got shape "
+                             f"{tuple(shape)}")
+        G = 1 if len(shape) == 4 else shape[1]
+        return _pool_matrices(where, shape[-3], shape[-2], window, strides, padding, G)
+
+    def init_fn(key, input_shape):
+        ph, pw = matrices(input_shape)
+        return tuple(input_shape[:-3]) + (ph.shape[0], pw.shape[0], input_shape[-1]), ()
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        ph, pw = matrices(x.shape)
+        return pool_maps(x, ph, pw)
+
+    def op(state):
+        if isinstance(state, Inputs) and state.x1.ndim == 4:  # raw images: pooled images, exactly
+            ph, pw = matrices(state.x1.shape)
+            return Inputs(pool_maps(state.x1, ph, pw), pool_maps(state.x2, ph, pw), state.with_ntk, state.cost)
+        if not isinstance(state, SpatialPairs):
+            raise ValueError(f"{where} needs images or spatial feature maps, got {type(state).__name__}")
+        H, W = state.grid
+        ph, pw = _pool_matrices(where, H, W, window, strides, padding, state.group.order)
+        return state.avg_pool(ph, pw)
+
+    name = f"AvgPool({window[0]}x{window[1]}, strides={strides[0]}x{strides[1]}, {padding})"
+    # a linear map of the features: a centred, fresh input stays so
+    return Layer(init_fn, apply_fn, KernelFn(op, name=name, spec=(where, window, strides, padding), centred=None))
+
+
+def Flatten() -> Layer:
+    """All non-batch axes as one feature vector, neural-tangents' ``Flatten``: ``(N, ...)`` → ``(N, prod)``.
+
+    After a ``Dense`` readout, ``K' = W² mean_p K(p, p) + b²``: the mean over pixels of the *diagonal*
+    (same pixel in both inputs), not the mean over all pixel pairs (that is ``GlobalAvgPool``). Flattened
+    features have one variance per pixel, so the next layer must be ``Dense`` (a nonlinearity right after
+    ``Flatten`` is refused). On group maps ``(N, |G|, H, W, C)`` the group axis is flattened too and the
+    kernel is the same-element diagonal ``mean_t M_e(t, t)`` (independent of the element): it is **not**
+    invariant under the group (use ``GroupPool`` for that). On raw images it is the linear kernel
+    ``x·x' / (H W C)``; on vectors it does nothing.
+    """
+
+    def init_fn(key, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:]))), ()
+
+    def apply_fn(params, x, **kwargs):
+        x = jnp.asarray(x)
+        return x.reshape(x.shape[0], -1)
+
+    def op(state):
+        if isinstance(state, SpatialPairs):
+            return state.flatten()
+        if isinstance(state, Inputs):
+            t1, t2 = state.x1.shape[0], state.x2.shape[0]
+            return Inputs(state.x1.reshape(t1, -1), state.x2.reshape(t2, -1), state.with_ntk, state.cost)
+        if isinstance(state, InvariantKernel):
+            return state
+        raise ValueError(f"Flatten acts on raw inputs, planar (CNN or GCNN) feature maps or vectors, got "
+                         f"{type(state).__name__}")
+
+    return Layer(init_fn, apply_fn, KernelFn(op, name="Flatten", spec=("Flatten",), centred=None))

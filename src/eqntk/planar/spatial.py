@@ -33,7 +33,8 @@ import jax.numpy as jnp
 
 from ..core.fusion import apart
 
-__all__ = ["PADDINGS", "window_mean", "window_mean_diag", "output_size", "patches"]
+__all__ = ["PADDINGS", "window_mean", "window_mean_diag", "output_size", "patches", "pool_matrix", "pool_pairs",
+           "pool_maps"]
 
 PADDINGS = ("SAME", "VALID", "CIRCULAR")
 
@@ -128,3 +129,46 @@ def patches(x: jax.Array, q: int, padding: str) -> jax.Array:
     Ho, Wo = output_size(H, q, padding), output_size(W, q, padding)
     views = [xp[..., a : a + Ho, b : b + Wo, :] for a in range(q) for b in range(q)]
     return jnp.concatenate(views, axis=-1)
+
+
+def pool_matrix(n: int, k: int, s: int, padding: str) -> np.ndarray:
+    """Average pooling along one axis as a matrix ``P`` of shape ``(n_out, n)``: ``y = P x``.
+
+    Windows of ``k`` pixels every ``s`` pixels, divided by ``k`` (neural-tangents' ``AvgPool`` with
+    ``normalize_edges=False``). ``'VALID'``: ``n_out = ⌊(n − k)/s⌋ + 1``, no padding; ``'SAME'``/``'CIRCULAR'``:
+    ``n_out = ⌈n/s⌉``, padded by ``max((n_out − 1) s + k − n, 0)`` pixels, the lower half (rounded down)
+    before the grid, as XLA's ``SAME``; zeros for ``'SAME'``, periodic for ``'CIRCULAR'``.
+    """
+    if padding == "VALID":
+        if n < k:
+            raise ValueError(f"a VALID window of {k} pixels does not fit an axis of {n} pixels")
+        n_out, lo = (n - k) // s + 1, 0
+    else:
+        n_out = -(-n // s)
+        lo = max((n_out - 1) * s + k - n, 0) // 2
+    P = np.zeros((n_out, n))
+    for i in range(n_out):
+        for a in range(i * s - lo, i * s - lo + k):
+            if padding == "CIRCULAR":
+                P[i, a % n] += 1.0
+            elif 0 <= a < n:
+                P[i, a] += 1.0
+    return P / k
+
+
+def pool_pairs(K: jax.Array, ph: np.ndarray, pw: np.ndarray) -> jax.Array:
+    """Both spatial arguments of a pair kernel ``(..., H, W, H, W)`` pooled: ``K' = (P ⊗ P) K (P ⊗ P)ᵀ``.
+
+    ``P = ph ⊗ pw`` acts on ``(row, col)``; four contractions with the small 1-d matrices, the last
+    axis first. Returns ``(..., Ho, Wo, Ho, Wo)``.
+    """
+    ph, pw = jnp.asarray(ph, K.dtype), jnp.asarray(pw, K.dtype)
+    K = jnp.einsum("...abcd,ld->...abcl", K, pw)
+    K = jnp.einsum("...abcl,kc->...abkl", K, ph)
+    K = jnp.einsum("...abkl,jb->...ajkl", K, pw)
+    return jnp.einsum("...ajkl,ia->...ijkl", K, ph)
+
+
+def pool_maps(x: jax.Array, ph: np.ndarray, pw: np.ndarray) -> jax.Array:
+    """Finite feature maps ``(..., H, W, C)`` pooled: ``y(i, j) = Σ ph[i, a] pw[j, b] x(a, b)``."""
+    return jnp.einsum("ia,jb,...abc->...ijc", jnp.asarray(ph, x.dtype), jnp.asarray(pw, x.dtype), x)
