@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, psd_tolerance, pyplot, \
-    save_figure, select_ridge, write_json
+    plot_if_available, save_figure, select_ridge, write_json
 
 __all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces", "gram_rows",
            "fit_energy_forces", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
@@ -260,8 +260,11 @@ def plot_curve(result: dict, path: str) -> str:
     return save_figure(fig, ax, path)
 
 
-def save(result: dict, out_dir: str, stem: str = "md17") -> tuple[str, str]:
-    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``."""
+def save(result: dict, out_dir: str, stem: str = "md17") -> tuple[str, Optional[str]]:
+    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``.
+
+    The PNG path is ``None`` (nothing drawn) when matplotlib is not installed.
+    """
     j = write_json(os.path.join(out_dir, f"{stem}.json"), result)
-    p = plot_curve(result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
+    p = plot_if_available(plot_curve, result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
     return j, p
