@@ -29,7 +29,7 @@ import numpy as np
 from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, psd_tolerance, pyplot, \
     plot_if_available, save_figure, select_ridge, write_json
 
-__all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces", "gram_rows",
+__all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces",
            "fit_energy_forces", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
 
 from ..data.units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL
@@ -142,13 +142,6 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
         chosen[e] = ridge
         val_abs, val_count = val_abs + val_mae * y_va.size, val_count + y_va.size
     return pred, chosen, val_abs / val_count
-
-
-def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
-    """Rows of conformations ``idx`` in :func:`eqntk.forces.energy_force_gram`'s layout of ``n_total``
-    conformations of ``n3 / 3`` atoms: their energies, then their ``n3`` force components each."""
-    idx = np.asarray(idx)
-    return np.concatenate([idx, n_total + (idx[:, None] * n3 + np.arange(n3)).ravel()])
 
 
 def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float) -> dict:
