@@ -22,9 +22,13 @@ term of the linearised prediction; the Monte Carlo noise of each gap is reported
 """
 
 import argparse
-import json
+import os
 import platform
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 import numpy as np
 import jax
@@ -152,8 +156,7 @@ def main():
                       cnn="Conv(w,3x3,SAME,W=sqrt2,b=0.1)-Relu-Conv(w)-Relu-GlobalAvgPool-Dense(10,b=0.1)"),
         rows=rows, slopes_of_mean_gap_vs_width=fits, machine=platform.platform(), jax=jax.__version__,
         seconds=time.time() - t_start)
-    with open(a.out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
+    harness.write_result(a.out + ".json", res)
 
     import matplotlib
     matplotlib.use("Agg")

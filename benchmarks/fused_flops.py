@@ -30,11 +30,13 @@ Writes benchmarks/results/fused_flops.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -294,23 +296,20 @@ def main():
             tile_rows.append(r)
             print(f"{dtype}: auto tile {r['auto_tile_2GiB']}: "
                   + "  ".join(f"t={k}: {v:.2f}" for k, v in r["time_rel_to_auto"].items()), flush=True)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump({
-            "benchmark": "fused_flops",
-            "network": "S2ConvSO3(L) → Erf → SO3Pool (direct matmul route), cross pairs of one t×t tile",
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
-                        "jax": jax.__version__, "loadavg_at_end": os.getloadavg(), "gpu": "none (CPU only)"},
-            "notes": [
-                "CPU only (no GPU available to this task). The machine (2 cores) was shared with other jobs: "
-                "variants are interleaved round-robin and only same-run ratios are reported as results.",
-                "flops per tile = 2·t1·t2·nα·nγ·nβ·L²C; matmul phase = median(mm+sum) − median(sum).",
-                "fraction = (matmul-phase FLOP/s) / (square matmul FLOP/s of the same dtype, same run).",
-            ],
-            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "tile_sweep": tile_rows,
-            "elementwise_ns_per_element": ew,
-        }, f, indent=1)
-    print(f"\nwrote {a.out}")
+    harness.write_result(a.out, {
+        "benchmark": "fused_flops",
+        "network": "S2ConvSO3(L) → Erf → SO3Pool (direct matmul route), cross pairs of one t×t tile",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
+                    "jax": jax.__version__, "loadavg_at_end": os.getloadavg(), "gpu": "none (CPU only)"},
+        "notes": [
+            "CPU only (no GPU available to this task). The machine (2 cores) was shared with other jobs: "
+            "variants are interleaved round-robin and only same-run ratios are reported as results.",
+            "flops per tile = 2·t1·t2·nα·nγ·nβ·L²C; matmul phase = median(mm+sum) − median(sum).",
+            "fraction = (matmul-phase FLOP/s) / (square matmul FLOP/s of the same dtype, same run).",
+        ],
+        "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "tile_sweep": tile_rows,
+        "elementwise_ns_per_element": ew,
+    })
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared benchmark scaffolding: peers' own virtual environments and the machine's state.
+"""Shared benchmark scaffolding: peers' own virtual environments, workers in subprocesses, timing,
+peak RSS, result JSON and the machine's state.
 
 Peers (qmllib, neural-tangents, the paper authors' code) pin versions of their own; each gets a
 venv under ``$EQNTK_PEER_VENVS/<name>`` (default ``~/.cache/eqntk/peer-venvs/<name>``, outside
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
+import time
 import venv
+from typing import Callable, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENVS = os.environ.get("EQNTK_PEER_VENVS") or os.path.join(os.path.expanduser("~"), ".cache", "eqntk", "peer-venvs")
@@ -46,6 +51,48 @@ def run_peer(python: str, script: str, *args: str, timeout: float | None = None)
     if res.returncode != 0:
         raise RuntimeError(f"{script} failed (rc {res.returncode}):\n{res.stderr[-4000:]}")
     return res
+
+
+def run_worker(cmd: list[str], key: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
+    """Run ``cmd`` (a benchmark calling itself as a worker) and parse the JSON on its last stdout line.
+
+    With ``key``, a timeout or a failure returns ``{**key, "error": ...}`` (the timeout, or the last line
+    of stderr); without, they raise.
+    """
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if key is None:
+            raise
+        return {**key, "error": f"timeout after {timeout} s"}
+    if out.returncode != 0:
+        if key is None:
+            raise RuntimeError(f"worker failed (rc {out.returncode}):\n{out.stderr[-3000:]}")
+        return {**key, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, GB (``ru_maxrss``, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def time_calls(call: Callable[[], object], repeats: int, long_run: float) -> tuple[float, list[float], float]:
+    """Seconds of ``call()``: the first (compiling) call, the later ones and their median.
+
+    Calls again (at least once) until ``repeats`` later calls, or until one more would take the later
+    calls past ``long_run`` seconds.
+    """
+    def once():
+        t = time.perf_counter()
+        call()
+        return time.perf_counter() - t
+
+    first = once()
+    times = [once()]
+    while len(times) < repeats and sum(times) + times[0] < long_run:
+        times.append(once())
+    return first, times, statistics.median(times)
 
 
 def load_average() -> list[float]:

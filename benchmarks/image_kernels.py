@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +52,7 @@ def eqntk_worker(net: str, inp: str, out: str, padding: str, one_tile: bool) -> 
     from eqntk import stax
 
     x = np.load(inp)["x"]
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    base = harness.peak_rss_gb()
     if net == "p4":
         model = stax.serial(stax.Z2ConvP4(8, 3, padding), stax.Relu(), stax.P4ConvP4(8, 3, padding), stax.Relu(),
                             stax.GroupPool(), stax.Dense(1))
@@ -80,15 +78,12 @@ def eqntk_worker(net: str, inp: str, out: str, padding: str, one_tile: bool) -> 
     pairs = len(x) ** 2 if m == 1 else m * (m + 1) // 2 * t * t
     return {"seconds": seconds, "first_seconds": first, "rss_after_imports_gb": base, "tile": t,
             "pairs_computed": pairs,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+            "peak_rss_gb": harness.peak_rss_gb()}
 
 
 def run_eqntk(net, inp, out, padding, one_tile) -> dict:
     cmd = [sys.executable, __file__, "--worker", net, inp, out, padding] + (["--one-tile"] if one_tile else [])
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr[-3000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return harness.run_worker(cmd)
 
 
 def run_nt(py, inp, out, padding) -> dict:

@@ -14,8 +14,13 @@ averaged over seeds; a least-squares line through ``log err`` vs ``log width`` g
 
 import argparse
 import json
+import os
 import platform
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 import numpy as np
 import jax
@@ -98,8 +103,7 @@ def main():
             res = json.load(f)
         for g in ("p4", "so3"):
             res[g].update(fit(res[g]["rows"]))
-        with open(a.out + ".json", "w") as f:
-            json.dump(res, f, indent=1)
+        harness.write_result(a.out + ".json", res)
         print({g: {k: v for k, v in res[g].items() if k.startswith("fits")} for g in ("p4", "so3")})
         return
     t0 = time.time()
@@ -114,8 +118,7 @@ def main():
                       inputs="3 random spherical signals, L=3, 2 channels (as tests/test_so3_montecarlo.py)",
                       **study(so3_body, x_so3, a.so3_widths, a.seeds))
     res["seconds"] = time.time() - t0
-    with open(a.out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
+    harness.write_result(a.out + ".json", res)
 
     import matplotlib
     matplotlib.use("Agg")

@@ -50,6 +50,14 @@ from eqntk.experiments.common import environment_info, write_json  # noqa: E402
 from eqntk.forces import conformation_kernel, energy_force_gram, energy_force_predict  # noqa: E402
 from md17_forces import ANCHORS, summarise  # noqa: E402
 
+
+def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
+    """Rows of conformations ``idx`` in ``energy_force_gram``'s layout of ``n_total``
+    conformations of ``n3 / 3`` atoms: their energies, then their ``n3`` force components each."""
+    idx = np.asarray(idx)
+    return np.concatenate([idx, n_total + (idx[:, None] * n3 + np.arange(n3)).ravel()])
+
+
 #: relative ridges (block-wise, see the module docstring)
 RIDGES = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 #: the Gram's accuracy: the SO3Pool quadrature (k(R, R') = k(R', R) to ~1e-6 relative, docs/forces.md)
@@ -116,7 +124,7 @@ def main(argv=None):
             cost[f"{name}_train_gram_s_per_pair"] = (t1 - t0) / (n_max * (n_max + 1) / 2)
             cost[f"{name}_cross_gram_s_per_pair"] = (t2 - t1) / (len(val) * n_max)
             for n in args.n_train:
-                sel = md17.gram_rows(np.arange(n), n_max, n3)
+                sel = gram_rows(np.arange(n), n_max, n3)
                 fit = md17.fit_energy_forces(g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]],
                                              E[val], F[val], RIDGES, PSD_RTOL)
                 coef, e_mean, ridge = fit["coef"], fit["energy_mean"], fit["ridge_rel"]

@@ -38,9 +38,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GB = 1024**3
@@ -166,13 +168,9 @@ def run_planar(cfg, budget, timeout):
     group, H, padding, dtype, get, N, _ = cfg
     cmd = [sys.executable, __file__, "--planar-worker", group, str(H), padding, dtype, get, str(N), str(budget)]
     key = {"group": group, "H": H, "padding": padding, "dtype": dtype, "get": get, "N": N, "budget_gb": budget}
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {**key, "error": f"timeout after {timeout} s"}
-    if out.returncode != 0:
-        return {**key, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = harness.run_worker(cmd, key, timeout)
+    if "error" in r:
+        return r
     print(f"  {group:3s} {H:2d}x{H:<2d} {padding:8s} {dtype} {get:4s} N={N:<3d} budget {budget:6.4f} GB  tile {r['tile'][0]:>3d}  "
           f"working {r['working_gb']:.4f} GB = {r['working_over_budget']:.2f} x budget  "
           f"(XLA tile {r['xla_tile_temp_plus_output_gb']:.4f} / model {r['predicted_tile_working_gb']:.4f} GB)  "
@@ -182,13 +180,9 @@ def run_planar(cfg, budget, timeout):
 
 def run(N, budget, L, store, timeout):
     cmd = [sys.executable, __file__, "--worker", str(N), str(budget), str(L)] + (["--store", store] if store else [])
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"N": N, "budget_gb": budget, "L": L, "error": f"timeout after {timeout} s"}
-    if out.returncode != 0:
-        return {"N": N, "budget_gb": budget, "L": L, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = harness.run_worker(cmd, {"N": N, "budget_gb": budget, "L": L}, timeout)
+    if "error" in r:
+        return r
     # working memory: peak − baseline − outputs (nngp + ntk on the host, + the returned JAX copy)
     r["outputs_resident_gb_assumed"] = 3 * r["gram_gb"]
     r["working_gb"] = r["peak_rss_gb"] - r["baseline_rss_gb"] - r["outputs_resident_gb_assumed"]
@@ -245,10 +239,7 @@ def main():
             # earlier runs (other cost models) stay in the record, newest first
             "earlier": ([{k: v for k, v in prev.items() if k != "earlier"}] + prev.get("earlier", [])) if prev else [],
         }
-        os.makedirs(os.path.dirname(a.out), exist_ok=True)
-        with open(a.out, "w") as f:
-            json.dump(res, f, indent=1)
-        print(f"wrote {a.out}")
+        harness.write_result(a.out, res)
         return
     if a.verify:
         rows = [run(4000, b, a.bandlimit, None, a.timeout) for b in (0.5, 0.25, 0.125, 0.0625)]
@@ -274,10 +265,7 @@ def main():
         ],
         "date": time.strftime("%Y-%m-%d %H:%M"),
     })
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"wrote {a.out}")
+    harness.write_result(a.out, res)
 
 
 if __name__ == "__main__":

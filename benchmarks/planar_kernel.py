@@ -19,11 +19,7 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -49,30 +45,19 @@ def worker(net: str, size: int, n: int, repeats: int, long_run: float) -> dict:
         model = stax.serial(stax.Conv(8, 3, "CIRCULAR"), stax.Relu(), stax.Conv(8, 3, "CIRCULAR"), stax.Relu(),
                             stax.GlobalAvgPool(), stax.Dense(1))
     x = np.random.default_rng(0).normal(size=(n, size, size, 3))
-    rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # GB (ru_maxrss in KiB)
-
-    def call():
-        t = time.perf_counter()
-        k = model.kernel_fn(x, get=("nngp", "ntk"))
-        jax.block_until_ready(k)
-        return time.perf_counter() - t
-
-    first = call()
-    times = [call()]
-    while len(times) < repeats and sum(times) + times[0] < long_run:
-        times.append(call())
-    run = statistics.median(times)
+    rss_base = harness.peak_rss_gb()
+    first, times, run = harness.time_calls(lambda: jax.block_until_ready(model.kernel_fn(x, get=("nngp", "ntk"))),
+                                           repeats, long_run)
     return {"net": net, "size": size, "N": n, "time_s": run, "runs": len(times), "first_call_s": first,
             "compile_s": max(first - run, 0.0),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+            "peak_rss_gb": harness.peak_rss_gb(),
             "rss_after_imports_gb": rss_base}
 
 
 def run_config(net, size, n, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", net, str(size), str(n), "--repeats", str(args.repeats),
            "--long-run", str(args.long_run)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return harness.run_worker(cmd)
 
 
 def main():

@@ -29,9 +29,13 @@ linearised GD (``eqntk.dynamics.kernel_gradient_descent``) with each NTK.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 import jax
 
@@ -237,8 +241,7 @@ def main():
                           "summed over atoms, trained on the 60 icosahedral rotations of every molecule"),
         rows=rows, slopes_of_mean_gap_vs_width=fits, machine=platform.platform(), jax=jax.__version__,
         seconds=time.time() - t_start)
-    with open(a.out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
+    harness.write_result(a.out + ".json", res)
 
     from eqntk.experiments.common import pyplot, save_figure
 

@@ -16,7 +16,6 @@ float32 matmul peak (same run) that eqntk's product reaches. Prints a table and 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -122,10 +121,7 @@ def main(argv=None):
            "eqntk_config": {k: getattr(cfg, k) for k in ("bandlimit", "radial", "n_radial", "nonlinearity", "gamma",
                                                         "oversampling", "dtype", "tile")},
            "load_average_end": harness.load_average(), "environment": qm9.environment_info()}
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"wrote {a.out}")
+    harness.write_result(a.out, res)
 
 
 if __name__ == "__main__":

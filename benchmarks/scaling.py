@@ -26,17 +26,13 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
-import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _rss_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def worker(kind: str, L: int, N: int, repeats: int, long_run: float) -> dict:
@@ -73,18 +69,8 @@ def worker(kind: str, L: int, N: int, repeats: int, long_run: float) -> dict:
                 layers += [stax.SO3ConvSO3(1, L2), stax.Erf()]
             model = stax.serial(*layers, stax.SO3Pool(), stax.Dense(1))
             fn = lambda: model.kernel_fn(x, get=("nngp", "ntk"), progress=False)  # noqa: E731
-    rss_base = _rss_gb()
-
-    def call():
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        return time.perf_counter() - t
-
-    first = call()
-    times = [call()]
-    while len(times) < repeats and sum(times) + times[0] < long_run:
-        times.append(call())
-    run = statistics.median(times)
+    rss_base = harness.peak_rss_gb()
+    first, times, run = harness.time_calls(lambda: jax.block_until_ready(fn()), repeats, long_run)
     trace_s = None
     if kind != "dense":  # kernel_fn traces the network (eval_shape, twice) on every call: fixed overhead
         from eqntk.core.kernel import Inputs
@@ -96,22 +82,14 @@ def worker(kind: str, L: int, N: int, repeats: int, long_run: float) -> dict:
         jax.eval_shape(lambda u, v: op(Inputs(u, v, True)).output(), xa[:1], xa[:1])
         trace_s = time.perf_counter() - t0
     return {"kind": kind, "L": L, "N": N, "time_s": run, "trace_overhead_s": trace_s, "runs": len(times), "first_call_s": first,
-            "compile_s": max(first - run, 0.0), "peak_rss_gb": _rss_gb(), "rss_after_imports_gb": rss_base,
+            "compile_s": max(first - run, 0.0), "peak_rss_gb": harness.peak_rss_gb(), "rss_after_imports_gb": rss_base,
             "loadavg": os.getloadavg()}
 
 
 def run_config(kind, L, N, a) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, str(L), str(N), "--repeats", str(a.repeats),
            "--long-run", str(a.long_run)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
-    except subprocess.TimeoutExpired:
-        r = {"kind": kind, "L": L, "N": N, "error": f"timeout after {a.timeout} s"}
-    else:
-        if out.returncode != 0:
-            r = {"kind": kind, "L": L, "N": N, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
-        else:
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = harness.run_worker(cmd, {"kind": kind, "L": L, "N": N}, a.timeout)
     if "error" in r:
         print(f"  {kind:5s} L/size={L:<3d} N={N:<4d} {r['error']}", flush=True)
     else:
@@ -228,32 +206,29 @@ def main():
 
     import jax
 
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump({
-            "benchmark": "scaling",
-            "networks": {
-                "deep": "S2ConvSO3(L) → Erf → SO3ConvSO3(L/2) → Erf → SO3Pool → Dense, C=2, float64, nngp+ntk",
-                "lift": "S2ConvSO3(L) → Erf → SO3Pool → Dense, C=2, float64, nngp+ntk",
-                "dense": "deep network, dense G×G emulation (tests/so3_dense_oracle.py, DH grids (L, L/2), authors' 2b−1 "
-                         "azimuths), jitted dense_kernel_fn, float64",
-                "p4": "Z2ConvP4(3x3,CIRCULAR) → ReLU → P4ConvP4 → ReLU → GroupPool → Dense, s×s×3, float64"},
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
-                        "jax": jax.__version__, "loadavg_at_end": os.getloadavg(), "gpu": "none (CPU only)"},
-            "notes": [
-                "CPU only, 2 cores shared with other engineers' jobs (loadavg per row): absolute times are not "
-                "claims; the dense/eqntk ratios are measured back to back (same L, N, consecutive subprocesses).",
-                "time_s: median of up to `repeats` calls after a first (compiling) call; memory = peak RSS of the "
-                "subprocess minus its RSS after imports and input setup (ru_maxrss).",
-                f"fits: log-log least squares; points with time < {a.min_fit_s} s left out of time fits; "
-                "± = standard error of the slope.",
-                "trace_overhead_s: time of the two jax.eval_shape traces of the network that kernel_fn does on "
-                "every call (input validation and tile planning); a fixed per-call cost, independent of N.",
-                "The authors' code (timings.md): SO(3) time ∝ N² · L^6.9, memory ∝ N² · L^6.4.",
-            ],
-            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "dense_vs_eqntk": pairs, "fits": fits,
-        }, f, indent=1)
-    print(f"\nwrote {a.out}")
+    harness.write_result(a.out, {
+        "benchmark": "scaling",
+        "networks": {
+            "deep": "S2ConvSO3(L) → Erf → SO3ConvSO3(L/2) → Erf → SO3Pool → Dense, C=2, float64, nngp+ntk",
+            "lift": "S2ConvSO3(L) → Erf → SO3Pool → Dense, C=2, float64, nngp+ntk",
+            "dense": "deep network, dense G×G emulation (tests/so3_dense_oracle.py, DH grids (L, L/2), authors' 2b−1 "
+                     "azimuths), jitted dense_kernel_fn, float64",
+            "p4": "Z2ConvP4(3x3,CIRCULAR) → ReLU → P4ConvP4 → ReLU → GroupPool → Dense, s×s×3, float64"},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
+                    "jax": jax.__version__, "loadavg_at_end": os.getloadavg(), "gpu": "none (CPU only)"},
+        "notes": [
+            "CPU only, 2 cores shared with other engineers' jobs (loadavg per row): absolute times are not "
+            "claims; the dense/eqntk ratios are measured back to back (same L, N, consecutive subprocesses).",
+            "time_s: median of up to `repeats` calls after a first (compiling) call; memory = peak RSS of the "
+            "subprocess minus its RSS after imports and input setup (ru_maxrss).",
+            f"fits: log-log least squares; points with time < {a.min_fit_s} s left out of time fits; "
+            "± = standard error of the slope.",
+            "trace_overhead_s: time of the two jax.eval_shape traces of the network that kernel_fn does on "
+            "every call (input validation and tile planning); a fixed per-call cost, independent of N.",
+            "The authors' code (timings.md): SO(3) time ∝ N² · L^6.9, memory ∝ N² · L^6.4.",
+        ],
+        "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "dense_vs_eqntk": pairs, "fits": fits,
+    })
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,8 +42,6 @@ AUTHORS_OOM = {("LL", 8, 4), ("LL", 10, 4)}
 
 
 def single(kind: str, L: int, N: int, dtype: str, repeats: int) -> dict:
-    import resource
-
     import jax
 
     jax.config.update("jax_enable_x64", dtype == "float64")
@@ -74,20 +74,14 @@ def single(kind: str, L: int, N: int, dtype: str, repeats: int) -> dict:
     return {
         "kind": kind, "L": L, "lift_bandlimit": l1, "conv_bandlimit": l2, "N": N, "dtype": dtype,
         "time_s": med, "compile_s": max(first - med, 0.0), "entries_per_s": N * N / med,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": harness.peak_rss_gb(),
         "finite": bool(np.isfinite(np.asarray(k.ntk)).all()),
     }
 
 
 def run_child(kind, L, N, dtype, repeats, timeout):
     cmd = [sys.executable, __file__, "--single", kind, str(L), str(N), dtype, str(repeats)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"kind": kind, "L": L, "N": N, "dtype": dtype, "error": f"timeout after {timeout} s"}
-    if out.returncode != 0:
-        return {"kind": kind, "L": L, "N": N, "dtype": dtype, "error": out.stderr.strip().splitlines()[-1]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return harness.run_worker(cmd, {"kind": kind, "L": L, "N": N, "dtype": dtype}, timeout)
 
 
 def main():
@@ -135,15 +129,12 @@ def main():
 
     import jax
 
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump({
-            "benchmark": "so3_kernel", "network": "S2ConvSO3(L)→Erf→SO3ConvSO3(L/2)→Erf→SO3Pool→Dense",
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
-                        "jax": jax.__version__},
-            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "versus_authors": cmp_rows,
-        }, f, indent=1)
-    print(f"\nwrote {a.out}")
+    harness.write_result(a.out, {
+        "benchmark": "so3_kernel", "network": "S2ConvSO3(L)→Erf→SO3ConvSO3(L/2)→Erf→SO3Pool→Dense",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
+                    "jax": jax.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "versus_authors": cmp_rows,
+    })
 
 
 if __name__ == "__main__":

@@ -78,6 +78,20 @@ def test_digits_tiny_run(tmp_path):
         assert 0.0 <= row["accuracy"] <= 1.0
 
 
+def test_without_matplotlib_the_png_is_skipped_with_a_note(tmp_path):
+    # matplotlib is the optional ``plot`` extra: None in sys.modules makes ``import matplotlib`` fail
+    out = tmp_path / "digits"
+    code = ("import sys; sys.modules['matplotlib'] = None; from eqntk.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", code, "digits", "--n-train", "10", "--n-val", "10", "--n-test", "10",
+                        "--network", "cnn", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "digits.json").is_file() and not (out / "digits_accuracy.png").exists()
+    assert "PNG skipped (pip install 'eqntk[plot]')" in r.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["qm9", "--n-train", "0"], "--n-train must be a positive integer"),
     (["qm9", "--n-train", "ten"], "--n-train must be a positive integer"),

@@ -96,7 +96,10 @@ def _run_experiment(module, cfg, out_dir: str, stem: str) -> int:
         return 2
     module.print_summary(result)
     json_path, png_path = module.save(result, out_dir, stem)
-    print(f"wrote {json_path}\nwrote {png_path}")
+    print(f"wrote {json_path}")
+    from .experiments.common import PLOT_SKIPPED
+
+    print(PLOT_SKIPPED if png_path is None else f"wrote {png_path}")
     return 0
 
 

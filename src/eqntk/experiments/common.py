@@ -201,9 +201,30 @@ def environment_info() -> dict:
             "x64": x64_enabled(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+#: What the command line prints when a plot is skipped.
+PLOT_SKIPPED = "matplotlib is not installed: PNG skipped (pip install 'eqntk[plot]')"
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib (the optional ``plot`` extra) can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plot_if_available(plot: Callable, result: dict, path: str) -> Optional[str]:
+    """``plot(result, path)``, or ``None`` (nothing written) when matplotlib is not installed."""
+    return plot(result, path) if plotting_available() else None
+
+
 def pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend."""
-    import matplotlib
+    """matplotlib's pyplot on the non-interactive Agg backend (``pip install 'eqntk[plot]'``)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install 'eqntk[plot]'") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

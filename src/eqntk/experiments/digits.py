@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.images import default_digits_path
 from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
-    psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
+    plot_if_available, psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["DigitsConfig", "DEFAULT_DIGITS_PATH", "NETWORK_LABELS", "load", "network", "run", "print_summary",
            "plot_accuracy", "save"]
@@ -215,8 +215,11 @@ def plot_accuracy(result: dict, path: str, title: Optional[str] = None) -> str:
     return save_figure(fig, ax, path)
 
 
-def save(result: dict, out_dir: str, stem: str = "digits") -> tuple[str, str]:
-    """Write ``<stem>.json`` and ``<stem>_accuracy.png`` into ``out_dir``."""
+def save(result: dict, out_dir: str, stem: str = "digits") -> tuple[str, Optional[str]]:
+    """Write ``<stem>.json`` and ``<stem>_accuracy.png`` into ``out_dir``.
+
+    The PNG path is ``None`` (nothing drawn) when matplotlib is not installed.
+    """
     j = write_json(os.path.join(out_dir, f"{stem}.json"), result)
-    p = plot_accuracy(result, os.path.join(out_dir, f"{stem}_accuracy.png"))
+    p = plot_if_available(plot_accuracy, result, os.path.join(out_dir, f"{stem}_accuracy.png"))
     return j, p

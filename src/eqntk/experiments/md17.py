@@ -27,9 +27,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, psd_tolerance, pyplot, \
-    save_figure, select_ridge, write_json
+    plot_if_available, save_figure, select_ridge, write_json
 
-__all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces", "gram_rows",
+__all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces",
            "fit_energy_forces", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
 
 from ..data.units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL
@@ -144,13 +144,6 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
     return pred, chosen, val_abs / val_count
 
 
-def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
-    """Rows of conformations ``idx`` in :func:`eqntk.forces.energy_force_gram`'s layout of ``n_total``
-    conformations of ``n3 / 3`` atoms: their energies, then their ``n3`` force components each."""
-    idx = np.asarray(idx)
-    return np.concatenate([idx, n_total + (idx[:, None] * n3 + np.arange(n3)).ravel()])
-
-
 def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float) -> dict:
     """Kernel ridge regression on energies and forces; the ridge chosen on validation forces.
 
@@ -260,8 +253,11 @@ def plot_curve(result: dict, path: str) -> str:
     return save_figure(fig, ax, path)
 
 
-def save(result: dict, out_dir: str, stem: str = "md17") -> tuple[str, str]:
-    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``."""
+def save(result: dict, out_dir: str, stem: str = "md17") -> tuple[str, Optional[str]]:
+    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``.
+
+    The PNG path is ``None`` (nothing drawn) when matplotlib is not installed.
+    """
     j = write_json(os.path.join(out_dir, f"{stem}.json"), result)
-    p = plot_curve(result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
+    p = plot_if_available(plot_curve, result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
     return j, p

@@ -42,7 +42,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, \
-    psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
+    plot_if_available, psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["QM9Config", "KERNEL_LABELS", "networks", "molecular_grams", "element_baseline", "evaluate_curve",
            "evaluate_curve_landmarks", "split_qm9", "run", "print_summary", "plot_curve"]
@@ -437,8 +437,11 @@ def plot_curve(result: dict, path: str, title: Optional[str] = None) -> str:
     return save_figure(fig, ax, path)
 
 
-def save(result: dict, out_dir: str, stem: str = "qm9") -> tuple[str, str]:
-    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``."""
+def save(result: dict, out_dir: str, stem: str = "qm9") -> tuple[str, Optional[str]]:
+    """Write ``<stem>.json`` and ``<stem>_learning_curve.png`` into ``out_dir``.
+
+    The PNG path is ``None`` (nothing drawn) when matplotlib is not installed.
+    """
     j = write_json(os.path.join(out_dir, f"{stem}.json"), result)
-    p = plot_curve(result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
+    p = plot_if_available(plot_curve, result, os.path.join(out_dir, f"{stem}_learning_curve.png"))
     return j, p

@@ -33,7 +33,6 @@ from .harmonics import gauss_legendre_s2_grid, real_sph_harm_angles
 __all__ = [
     "J_matrices",
     "z_rotation_factors",
-    "rotate_z",
     "wigner_d_beta",
     "wigner_D",
     "wigner_D_padded",
@@ -103,19 +102,6 @@ def z_rotation_factors(bandlimit: int, angle, xp=jnp):
     c = xp.cos(xp.abs(m) * a)
     s = -xp.sign(m) * xp.sin(xp.abs(m) * a)
     return c, s
-
-
-def rotate_z(v, c, s, axis: int):
-    """Apply ``Z`` (given by :func:`z_rotation_factors`) along the padded order ``axis`` of ``v``.
-
-    ``c`` and ``s`` must broadcast against ``v`` once moved to that axis.
-    """
-    v = jnp.moveaxis(v, axis, -1)
-    out = c * v + s * jnp.flip(v, axis=-1)
-    return jnp.moveaxis(out, -1, axis)
-
-
-# ------------------------------------------------------------------- D matrices
 
 
 def wigner_d_beta(bandlimit: int, beta, dtype=None, xp=jnp):
