@@ -108,7 +108,7 @@ def test_tile_store_needs_no_registration(tmp_path):
     np.testing.assert_allclose(kf(x, store=str(tmp_path / "s")).nngp, first.nngp, rtol=0)
     other = stax.serial(C2Lift(1, 2.0), C2Pool()).kernel_fn
     assert other.fingerprint() != kf.fingerprint()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="different computation .*fingerprint"):
         other(x, store=str(tmp_path / "s"))
 
 

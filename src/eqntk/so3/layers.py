@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.checks import check_bool, check_int, check_oversampling, check_std
-from ..core.kernel import Cost, first_layer, wrong_state
+from ..core.kernel import first_layer, wrong_state
 from ..core.layers import KernelFn, Layer
 from .features import SO3Signal
 from .harmonics import bandlimit_of
