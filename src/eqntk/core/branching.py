@@ -74,6 +74,10 @@ class Branches:
     def output(self):
         raise ValueError(f"the network ends with {len(self.states)} branches: close them with FanInSum()")
 
+    @property
+    def kind(self) -> str:
+        return f"{len(self.states)} branches (after FanOut)"
+
 
 def _is_shape(s) -> bool:
     return isinstance(s, (tuple, list)) and all(not isinstance(d, (tuple, list)) for d in s)

@@ -1,8 +1,8 @@
-"""Kernel states passed between layers inside ``kernel_fn``.
+"""Kernel states passed between layers inside ``kernel_fn``, and the protocol they share.
 
 A network's ``kernel_fn`` is a chain of per-layer *ops*, each a pure function
 ``state -> state`` evaluated for one tile of input pairs (``x1[i:i+t1]`` ×
-``x2[j:j+t2]``). States are pytrees; every state type implements
+``x2[j:j+t2]``). States are pytrees; every state type satisfies :class:`KernelState`:
 
 * ``pointwise(m)`` — apply a :class:`~eqntk.core.pointwise.PointwiseMap`
   (Dense after pooling, or a nonlinearity),
@@ -13,7 +13,15 @@ A network's ``kernel_fn`` is a chain of per-layer *ops*, each a pure function
   it raises ``ValueError`` for states that cannot be added (other kinds, other grids) and
   ``NotImplementedError`` where the sum is not implemented,
 * optionally ``held()`` — the :class:`Cost` of the arrays the state itself holds (what a branch
-  keeps alive while another one is computed); :func:`held_cost` falls back to ``cost``.
+  keeps alive while another one is computed); :func:`held_cost` falls back to ``cost``,
+* optionally ``kind`` — a few words naming what the state holds ("functions on p4"), used by
+  :func:`wrong_state` in the errors of layers that receive a state they cannot act on.
+
+The group-agnostic layers (``Dense``, nonlinearities, ``FanOut``/``parallel``/``FanInSum``) call
+only these methods, never a concrete state type, so a new group's state works with them as soon as
+it implements the protocol. Group layers (lifts, group convolutions, pools) call their own
+state's group-specific methods (``conv``, ``pool``) after checking, through one helper per group
+built on :func:`wrong_state`, that they received their group's state.
 
 Group-specific states live with their group (:mod:`eqntk.so3`,
 :mod:`eqntk.planar`); this module holds the raw input state and the invariant
@@ -24,12 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Cost", "Inputs", "InvariantKernel", "pytree_dataclass", "held_cost", "cannot_add"]
+__all__ = ["Cost", "KernelState", "Inputs", "InvariantKernel", "pytree_dataclass", "held_cost", "cannot_add",
+           "state_kind", "wrong_state", "first_layer"]
 
 
 class Cost(NamedTuple):
@@ -49,6 +58,84 @@ class Cost(NamedTuple):
     def plus(self, other: "Cost") -> "Cost":
         """Both working sets alive at once."""
         return Cost(self.pair + float(other.pair), self.row + float(other.row))
+
+
+@runtime_checkable
+class KernelState(Protocol):
+    """What every kernel state implements: the protocol between the layers of ``kernel_fn``.
+
+    A state describes one tile of input pairs ``(x1[i], x2[j])``, ``i < t1``, ``j < t2``: the
+    cross kernels of the pairs in whatever representation its group needs (the raw inputs, one
+    number per pair, ``|G|`` spatial blocks per pair, a function on SO(3) per pair, one state per
+    branch), plus what a nonlinearity needs of the self pairs ``(x1[i], x1[i])``, ``(x2[j], x2[j])``
+    (their variances). States are pytrees (:func:`pytree_dataclass`; ``cost`` and other
+    structural fields static), so whole chains of ops are jit-compiled, vmapped and differentiated.
+
+    ``isinstance(state, KernelState)`` checks that the methods and ``cost`` are present (not their
+    signatures). Optional, not part of the runtime check: ``held() -> Cost`` (the memory of the
+    state's own arrays; :func:`held_cost` falls back to ``cost``) and a ``kind`` string for error
+    messages (:func:`state_kind`).
+    """
+
+    #: Working memory of the tile so far, in array elements per pair and per input (a static
+    #: field): the driver sizes tiles so that the largest stage fits the memory budget.
+    cost: Cost
+
+    def pointwise(self, m) -> "KernelState":
+        """The state after the elementwise map ``m`` (a :class:`~eqntk.core.pointwise.PointwiseMap`).
+
+        ``m`` acts value by value on the feature maps: ``m.kernel(cov12, ntk, var1, var2)`` gives
+        the new cross covariance and NTK from the old ones and the two inputs' variances at the
+        same positions (broadcast against ``cov12``; ntk may be ``None``), and ``m.var(var)`` the
+        new variances. ``Dense`` is the map :class:`~eqntk.core.pointwise.AffineMap`
+        (``K' = W² K + b²``, ``Θ' = K' + W² Θ``); nonlinearities are the others. Same shapes in
+        and out. Raises ``ValueError`` where the state cannot take a pointwise map (raw
+        non-flat inputs, unclosed branches).
+        """
+        ...
+
+    def add(self, other: "KernelState") -> "KernelState":
+        """The state of the sum of two independent branches' features (``FanInSum``).
+
+        NNGP, NTK and the variances add (exact under the independence rule of
+        :mod:`eqntk.core.branching`, which ``FanInSum`` checks before calling this). Raises
+        ``ValueError`` (build it with :func:`cannot_add`) when ``other`` holds features of another
+        kind, group or shape, ``NotImplementedError`` where the sum is not implemented.
+        """
+        ...
+
+    def output(self) -> tuple:
+        """The kernels of the tile: ``(nngp, ntk)``, arrays of shape ``(t1, t2, ...)``.
+
+        ``(t1, t2)`` for invariant (pooled) states; a group state appends its per-pair axes (for
+        example ``(t1, t2, |G|, H, W, H, W)`` for planar feature maps). ``ntk`` is ``None`` when the
+        NTK was not requested. Raises ``ValueError`` where the network cannot end in this state.
+        """
+        ...
+
+
+def state_kind(state) -> str:
+    """A few words naming what ``state`` holds: its ``kind``, else its class name."""
+    kind = getattr(state, "kind", None)
+    return kind if isinstance(kind, str) else type(state).__name__
+
+
+def wrong_state(where: str, state, needs: str, fix: str) -> ValueError:
+    """The error of a layer ``where`` that received a state it cannot act on.
+
+    ``needs``: what it takes ("functions on p4"); ``fix``: how to build a valid network ("put its
+    lifting layer first"). Every group's state check uses it, so the errors read alike:
+    ``"<where> needs <needs> as input, got <kind of state>: <fix>"``.
+    """
+    return ValueError(f"{where} needs {needs} as input, got {state_kind(state)}: {fix}")
+
+
+def first_layer(where: str, state, takes: str) -> "Inputs":
+    """``state`` if it is the raw :class:`Inputs` of the tile, else the error of a lifting layer
+    ``where`` (taking ``takes``, e.g. "images") that is not the first layer of its network."""
+    if not isinstance(state, Inputs):
+        raise wrong_state(where, state, takes, f"{where} must be the first layer of a network")
+    return state
 
 
 def held_cost(state) -> Cost:
@@ -122,6 +209,10 @@ class Inputs:
     def output(self):
         raise ValueError("the network has no layers")
 
+    @property
+    def kind(self) -> str:
+        return "raw inputs"
+
 
 @pytree_dataclass(static=("cost", "flat"))
 class InvariantKernel:
@@ -169,3 +260,7 @@ class InvariantKernel:
 
     def output(self):
         return self.nngp, self.ntk
+
+    @property
+    def kind(self) -> str:
+        return "a pooled kernel (one number per pair)"

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from .checks import check_inputs, check_int, check_real, check_std
 from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles, spans_processes
-from .kernel import Inputs, InvariantKernel
+from .kernel import Inputs, InvariantKernel, KernelState
 from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, NormaliseMap, PointwiseMap, ReluMap, SinMap, gelu
 
 __all__ = ["Layer", "KernelFn", "serial", "Dense", "Relu", "ABRelu", "LeakyRelu", "Sin", "Erf", "Gelu", "Tanh",
@@ -200,6 +200,9 @@ class KernelFn:
         if key not in self._cache:
             def probe(a, b):
                 st = self.op(Inputs(a, b, with_ntk))
+                if not isinstance(st, KernelState):
+                    raise TypeError(f"{self.name}: its kernel op returned a {type(st).__name__}, which does not "
+                                    "implement eqntk.core.kernel.KernelState (pointwise, add, output, cost)")
                 return st, st.output()
 
             state, shapes = jax.eval_shape(probe, x1[:1], x2[:1])

@@ -158,6 +158,12 @@ class SpatialPairs:
     def grid(self) -> tuple[int, int]:
         return self.cross.nngp.shape[-4], self.cross.nngp.shape[-3]
 
+    @property
+    def kind(self) -> str:
+        H, W = self.grid
+        what = "plain CNN feature maps" if self.group.order == 1 else f"functions on {self.group.name}"
+        return f"{what} of size {H}×{W}"
+
     def _map(self, f, **stage) -> "SpatialPairs":
         """Apply ``f`` to the three pair families; ``stage``: the new layer counts for the cost model.
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.checks import check_int, check_std
-from ..core.kernel import Inputs, InvariantKernel
+from ..core.kernel import Inputs, InvariantKernel, first_layer, wrong_state
 from ..core.layers import KernelFn, Layer
 from .features import conv2d, group_conv_apply, lift_apply
 from .groups import P2, P4, P4M, TRIVIAL, PlanarGroup
@@ -90,6 +90,16 @@ def _check_group_maps(where: str, shape, group: PlanarGroup, q: int, padding: st
     _check_grid(where, shape[2], shape[3], q, padding, group, "feature maps")
 
 
+def _planar_state(where: str, state, group: Optional[PlanarGroup], fix: str, needs: Optional[str] = None
+                  ) -> SpatialPairs:
+    """The one check of this group's layers that they received spatial feature maps (on ``group``, if given)."""
+    if not isinstance(state, SpatialPairs) or (group is not None and state.group != group):
+        needs = needs or ("spatial feature maps" if group is None else
+                          "plain CNN feature maps" if group.order == 1 else f"functions on {group.name}")
+        raise wrong_state(where, state, needs, fix)
+    return state
+
+
 def _params(key, shape, out_channels, b_std):
     kw, kb = jax.random.split(key)
     w = jax.random.normal(kw, shape)
@@ -124,8 +134,7 @@ def _lift_layer(group: PlanarGroup, where: str, out_channels, filter_shape, padd
         return y[:, 0] if plain else y
 
     def op(state):
-        if not isinstance(state, Inputs):
-            raise ValueError(f"{where} must be the first layer of a network (it takes images)")
+        state = first_layer(where, state, "images")
         _check_images(where, state.x1.shape, q, padding, group)
         return lift_pairs(state.x1, state.x2, group, q, padding, W_std**2, _b2(b_std), state.with_ntk, state.cost)
 
@@ -154,9 +163,7 @@ def _group_layer(group: PlanarGroup, where: str, out_channels, filter_shape, pad
         return group_conv_apply(x, w, b, group, padding, W_std, b_std)
 
     def op(state):
-        if not isinstance(state, SpatialPairs) or state.group != group:
-            got = f"a {state.group.name} kernel" if isinstance(state, SpatialPairs) else type(state).__name__
-            raise ValueError(f"{where} needs functions on {group.name} as input (put its lifting layer first), got {got}")
+        state = _planar_state(where, state, group, "put its lifting layer first")
         H, W = state.grid
         _check_grid(where, H, W, q, padding, group, "feature maps")
         return state.conv(q, padding, W_std**2, _b2(b_std))
@@ -229,9 +236,8 @@ def Conv(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 
     def op(state):
         if isinstance(state, Inputs):
             return lift.kernel_fn.op(state)
-        if not isinstance(state, SpatialPairs) or state.group != TRIVIAL:
-            raise ValueError("Conv acts on images or plain CNN feature maps; for group feature maps use the "
-                             "group's convolution (e.g. P4ConvP4)")
+        state = _planar_state("Conv", state, TRIVIAL, "on functions on a group use the group's convolution "
+                              "(e.g. P4ConvP4)", needs="images or plain CNN feature maps")
         H, W = state.grid
         _check_grid("Conv", H, W, q, padding, TRIVIAL, "feature maps")
         return state.conv(q, padding, W_std**2, _b2(b_std))
@@ -242,10 +248,9 @@ def Conv(out_channels: int, filter_shape, padding: str = "SAME", W_std: float = 
 
 def _pool_op(where: str, plain_only: bool):
     def op(state):
-        if not isinstance(state, SpatialPairs):
-            raise ValueError(f"{where} needs spatial feature maps (put a Conv or a lifting layer first)")
-        if plain_only and state.group != TRIVIAL:
-            raise ValueError(f"{where} pools plain CNN maps; use GroupPool for functions on {state.group.name}")
+        state = _planar_state(where, state, None, "put a Conv or a lifting layer first")
+        if plain_only:
+            state = _planar_state(where, state, TRIVIAL, "use GroupPool for functions on a group")
         return state.pool()
 
     return op

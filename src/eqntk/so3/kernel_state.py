@@ -467,6 +467,10 @@ class SO3Pairs:
     def bandlimit(self) -> int:
         return self.cross.base.L
 
+    @property
+    def kind(self) -> str:
+        return f"functions on SO(3) of bandlimit {self.bandlimit}"
+
     def pointwise(self, m):
         v1, v2 = self.var1, self.var2
         return dataclasses.replace(

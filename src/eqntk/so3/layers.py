@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.checks import check_bool, check_int, check_oversampling, check_std
-from ..core.kernel import Cost, Inputs
+from ..core.kernel import first_layer, wrong_state
 from ..core.layers import KernelFn, Layer
 from .features import SO3Signal
 from .harmonics import bandlimit_of
@@ -79,8 +79,7 @@ def S2ConvSO3(out_channels: int, bandlimit: int, W_std: float = 1.0, b_std: Opti
         return SO3Signal(blocks)
 
     def op(state):
-        if not isinstance(state, Inputs):
-            raise ValueError("S2ConvSO3 must be the first layer of a network (it lifts S² signals to SO(3))")
+        state = first_layer("S2ConvSO3", state, "spherical-harmonic coefficients of S² signals")
         _, C = _check_s2_input("S2ConvSO3", state.x1.shape, L)
         scale = W_std**2 / (4 * np.pi * C)
         x1 = pad(state.x1[:, : L * L])
@@ -108,9 +107,10 @@ def _as_signal(where, x):
     return SO3Signal(jnp.moveaxis(pad_blocks(jnp.moveaxis(x, -1, 1)), 1, -1))
 
 
-def _check_so3_state(where, state):
+def _check_so3_state(where: str, state) -> SO3Pairs:
+    """The one check of this group's layers that they received functions on SO(3)."""
     if not isinstance(state, SO3Pairs):
-        raise ValueError(f"{where} needs a function on SO(3) as input: put S2ConvSO3 first")
+        raise wrong_state(where, state, "functions on SO(3)", "put S2ConvSO3 first")
     return state
 
 
