@@ -13,10 +13,11 @@ inputs ``(f, f')`` at group elements ``(g, g')`` depends on ``u = g g'⁻¹`` on
 
 plus the pointwise maps (nonlinearities, 1×1 layers) applied since, which are
 recorded and evaluated on the quadrature grid of the next integrating layer
-(:func:`integrate`), one β-slice at a time — :class:`PairFunction` is a
-:class:`~eqntk.core.deferred.Chain` and :class:`SumBase` a :class:`~eqntk.core.deferred.SumNode` of the
-group-agnostic engine, the bases' ``slicer``/``pointer`` its samplers: no pair function ever exists on the
-whole grid, and never on a ``(g, g')`` grid.
+(:func:`integrate`), one β-slice at a time: no pair function ever exists on the
+whole grid, and never on a ``(g, g')`` grid. The recording and replay are the group-agnostic engine of
+:mod:`eqntk.core.deferred`: :class:`PairFunction` is a :class:`~eqntk.core.deferred.Chain`,
+:class:`SumBase` a :class:`~eqntk.core.deferred.SumNode`, and the bases' ``slicer``/``pointer`` are
+its samplers (Wigner-D synthesis on a grid's β-slices or a point rule's chunks).
 
 Each input's self-variance ``ψ_ff(e)`` is needed by the nonlinearities and is
 changed by projections, so the self pairs ``(f, f)`` of the tile's rows and
