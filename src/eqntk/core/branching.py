@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from .checks import check_int
+from .deferred import Deferred
 from .kernel import Cost, held_cost, pytree_dataclass
 from .layers import KernelFn, Layer, _op_of
 
@@ -220,7 +221,7 @@ def FanInSum() -> Layer:
     def apply_fn(params, x, **kwargs):
         if not isinstance(x, (tuple, list)) or not x:
             raise ValueError("FanInSum: expected a list of branch outputs (put FanOut(n) and parallel(...) first)")
-        lazy = [hasattr(xi, "plus") for xi in x]
+        lazy = [isinstance(xi, Deferred) for xi in x]
         if any(lazy):  # lazy group signals (SO(3) feature maps with pending pointwise functions)
             if not all(lazy):
                 raise ValueError("FanInSum: cannot add an SO(3) signal to a plain array: the branches must end in "

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from .checks import check_inputs, check_int, check_real, check_std
+from .deferred import Deferred
 from .driver import DEFAULT_MEMORY_BUDGET, choose_tile, evaluate_tiles, spans_processes
 from .kernel import Inputs, InvariantKernel, KernelState
 from .pointwise import ABReluMap, AffineMap, ElementwiseMap, ErfMap, NormaliseMap, PointwiseMap, ReluMap, SinMap, gelu
@@ -329,11 +330,12 @@ def serial(*layers) -> Layer:
 def map_values(x, fn: Callable, linear: bool = False):
     """Apply ``fn`` to the channel-last values of ``x``.
 
-    Plain arrays are mapped at once; lazy group signals (which know how to
-    evaluate themselves on a quadrature grid) record ``fn`` and apply it where
-    their next integrating layer samples them.
+    Plain arrays are mapped at once. A lazy group signal — an instance of
+    :class:`~eqntk.core.deferred.Deferred` (SO(3)'s ``SO3Signal``), which knows how to
+    evaluate itself on a quadrature grid — records ``fn`` (``linear``: a 1×1 layer, which
+    leaves the quadrature grid exact) and replays it where its next integrating layer samples it.
     """
-    if hasattr(x, "map_values"):
+    if isinstance(x, Deferred):
         return x.map_values(fn, linear=linear)
     return fn(x)
 

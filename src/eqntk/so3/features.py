@@ -10,7 +10,11 @@ so the finite network's empirical kernels converge to ``kernel_fn``'s.
 A residual block's ``FanInSum`` adds two signals lazily (:class:`SO3Sum`): on that grid each branch
 is synthesised and its own pending functions applied, the values are added, and the functions
 recorded after the sum act on the sum — as the kernel's
-:class:`~eqntk.so3.kernel_state.SumBase` does.
+:class:`~eqntk.so3.kernel_state.SumBase` does. Both sides use the group-agnostic engine of
+:mod:`eqntk.core.deferred`: a signal is a :class:`~eqntk.core.deferred.Chain` (its base the blocks,
+or a :class:`~eqntk.core.deferred.SumNode` of branch signals) and a
+:class:`~eqntk.core.deferred.Deferred` value; SO(3) supplies the sampler (Wigner-D synthesis on the
+β-slices of the grid).
 """
 
 from __future__ import annotations
@@ -20,22 +24,39 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from ..core.deferred import Chain, Deferred, RecordedFn, SumNode
 from .quadrature import grid_bandlimit_for
 from .transform import slice_plan
 
 __all__ = ["SO3Signal", "SO3Sum"]
 
 
-class SO3Signal:
+def _slices(B: int):
+    """The sampler of Wigner-D blocks ``(N, L, P, P, C)`` on the β-slices of ``so3_grid(B)``: scan inputs
+    and values ``(N, nα, nγ, C)`` on a slice (the kernel's grid and transform routes)."""
+
+    def sample(blocks):
+        xs, synthesise = slice_plan(B, blocks.shape[-4]).synthesiser(jnp.moveaxis(blocks, -1, 1))  # (N, C, L, P, P)
+        return xs, (lambda s_b: jnp.moveaxis(synthesise(s_b), 1, -1))
+
+    return sample
+
+
+class SO3Signal(Deferred, Chain):
     """Channel-last Wigner-D blocks ``(N, L, P, P, C)`` plus pending pointwise functions.
 
     Not a pytree: it is an intermediate inside ``apply_fn``. Use :meth:`project`
-    to get coefficients of a given bandlimit.
+    to get coefficients of a given bandlimit. ``maps``: the pending functions, as
+    :class:`~eqntk.core.deferred.RecordedFn` s.
     """
 
-    def __init__(self, blocks, fns: tuple = ()):
-        self.blocks = blocks
-        self.fns = tuple(fns)
+    def __init__(self, blocks, maps: tuple = ()):
+        self.base = blocks
+        self.maps = tuple(maps)
+
+    @property
+    def blocks(self):
+        return self.base
 
     @property
     def bandlimit(self) -> int:
@@ -49,21 +70,11 @@ class SO3Signal:
     def dtype(self):
         return self.blocks.dtype
 
-    @property
-    def nonlinear(self) -> bool:
-        """Whether a nonlinear function is pending (it sets the quadrature grid of :meth:`project`)."""
-        return any(not lin for _, lin in self.fns)
-
-    @property
-    def deferred(self) -> bool:
-        """Whether any function is pending."""
-        return bool(self.fns)
-
-    def _with(self, fns) -> "SO3Signal":
-        return SO3Signal(self.blocks, fns)
+    def _recorded(self, m, context) -> "SO3Signal":
+        return SO3Signal(self.base, self.maps + (m,))
 
     def map_values(self, fn: Callable, linear: bool = False) -> "SO3Signal":
-        return self._with(self.fns + ((fn, linear),))
+        return self.then(RecordedFn(fn, linear))
 
     def plus(self, other: "SO3Signal") -> "SO3Sum":
         """The sum of two signals of equal shape (``FanInSum``), kept lazy: see :class:`SO3Sum`."""
@@ -77,17 +88,7 @@ class SO3Signal:
     def _values(self, B: int):
         """``(xs, f)``: scan inputs over the β-slices of ``so3_grid(B)`` and ``f(x)``, the mapped values
         ``(N, nα, nγ, C)`` on the slice."""
-        x = jnp.moveaxis(self.blocks, -1, 1)  # (N, C, L, P, P)
-        xs, synthesise = slice_plan(B, self.bandlimit).synthesiser(x)  # the kernel's grid and transform routes
-        fns = self.fns
-
-        def f(s_b):
-            v = jnp.moveaxis(synthesise(s_b), 1, -1)  # (N, nα, nγ, C)
-            for fn, _ in fns:
-                v = fn(v)
-            return v
-
-        return xs, f
+        return self.sampled(_slices(B))
 
     def _linear_blocks(self, L_out: int):
         """Coefficients ``(N, C, L_out, P', P')`` without pending functions: truncated or zero-padded."""
@@ -115,18 +116,30 @@ class SO3Signal:
         return finish(stacked)
 
 
+class _Parts(SumNode):
+    """The base of an :class:`SO3Sum`: the branch signals (their values add as arrays)."""
+
+    def __init__(self, parts: tuple):
+        self.parts = tuple(parts)
+
+
 class SO3Sum(SO3Signal):
     """The sum of branch signals of equal shape (``FanInSum``), plus functions applied after the sum.
 
     Each part keeps its own pending functions. :meth:`project` evaluates every part on the grid
     chosen from the largest bandlimit and from whether any part (or the sum's own functions) is
     nonlinear — the grid the kernel uses — adds the parts' mapped values and applies the sum's
-    functions; without any pending function it adds the parts' coefficients (exact).
+    functions; without any pending function it adds the parts' coefficients (exact). Its base is a
+    :class:`~eqntk.core.deferred.SumNode` of the parts.
     """
 
-    def __init__(self, parts: tuple, fns: tuple = ()):
-        self.parts = tuple(parts)
-        self.fns = tuple(fns)
+    def __init__(self, parts: tuple, maps: tuple = ()):
+        self.base = parts if isinstance(parts, _Parts) else _Parts(parts)
+        self.maps = tuple(maps)
+
+    @property
+    def parts(self) -> tuple:
+        return self.base.parts
 
     @property
     def blocks(self):
@@ -144,30 +157,8 @@ class SO3Sum(SO3Signal):
     def dtype(self):
         return self.parts[0].dtype
 
-    @property
-    def nonlinear(self) -> bool:
-        return any(not lin for _, lin in self.fns) or any(p.nonlinear for p in self.parts)
-
-    @property
-    def deferred(self) -> bool:
-        return bool(self.fns) or any(p.deferred for p in self.parts)
-
-    def _with(self, fns) -> "SO3Sum":
-        return SO3Sum(self.parts, fns)
-
-    def _values(self, B: int):
-        pieces = [p._values(B) for p in self.parts]
-        fns = self.fns
-
-        def f(x):
-            v = pieces[0][1](x[0])
-            for (_, g), xi in zip(pieces[1:], x[1:]):
-                v = v + g(xi)
-            for fn, _ in fns:
-                v = fn(v)
-            return v
-
-        return tuple(xs for xs, _ in pieces), f
+    def _recorded(self, m, context) -> "SO3Sum":
+        return SO3Sum(self.base, self.maps + (m,))
 
     def _linear_blocks(self, L_out: int):
         out = self.parts[0]._linear_blocks(L_out)

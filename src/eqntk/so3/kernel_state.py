@@ -14,7 +14,10 @@ inputs ``(f, f')`` at group elements ``(g, g')`` depends on ``u = g g'⁻¹`` on
 plus the pointwise maps (nonlinearities, 1×1 layers) applied since, which are
 recorded and evaluated on the quadrature grid of the next integrating layer
 (:func:`integrate`), one β-slice at a time: no pair function ever exists on the
-whole grid, and never on a ``(g, g')`` grid.
+whole grid, and never on a ``(g, g')`` grid. The recording and replay are the group-agnostic engine of
+:mod:`eqntk.core.deferred`: :class:`PairFunction` is a :class:`~eqntk.core.deferred.Chain`,
+:class:`SumBase` a :class:`~eqntk.core.deferred.SumNode`, and the bases' ``slicer``/``pointer`` are
+its samplers (Wigner-D synthesis on a grid's β-slices or a point rule's chunks).
 
 Each input's self-variance ``ψ_ff(e)`` is needed by the nonlinearities and is
 changed by projections, so the self pairs ``(f, f)`` of the tile's rows and
@@ -30,6 +33,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ..core.deferred import Chain, SumNode, sample_base
 from ..core.kernel import Cost, InvariantKernel, cannot_add, pytree_dataclass
 from .quadrature import SO3Rule, grid_bandlimit_for, pool_rule, so3_grid
 from .transform import fourier_cost_per_point, rule_chunks, rule_wigner, slice_plan
@@ -241,13 +245,6 @@ def _fourier_cost(grid, L: int, n_functions: int) -> Cost:
     return Cost(pair=n_functions * (grid.bandlimit + 5 * L) * P * P, row=0.0)
 
 
-def _mapped(pf: "PairFunction", nngp, ntk):
-    """``pf``'s maps applied to its base's values ``(..., n_points)`` (one trailing point axis)."""
-    for m, vl, vr in zip(pf.maps, pf.var1, pf.var2):
-        nngp, ntk = m.kernel(nngp, ntk, vl[..., None], vr[..., None])
-    return nngp, ntk
-
-
 def _sum_values(values):
     """``Σ_i (nngp_i, ntk_i)``; the NTK is ``None`` if any branch has none."""
     nngp = values[0][0]
@@ -271,7 +268,7 @@ def _pad_to(blocks, L: int):
 
 
 @pytree_dataclass
-class SumBase:
+class SumBase(SumNode):
     """``ψ = Σ_i ψ_i``: the sum of branches' pair functions (``FanInSum``, see :meth:`SO3Pairs.add`).
 
     ``parts``: the branches' :class:`PairFunction` s, each its own base plus its own deferred
@@ -289,15 +286,6 @@ class SumBase:
     def L(self) -> int:
         return max(p.base.L for p in self.parts)
 
-    @property
-    def nonlinear(self) -> bool:
-        return any(p.nonlinear for p in self.parts)
-
-    @property
-    def deferred(self) -> bool:
-        """Whether some part still holds pointwise maps (then ψ is not bandlimited in general)."""
-        return any(p.maps or getattr(p.base, "deferred", False) for p in self.parts)
-
     def blocks(self):
         """Fourier blocks ``(..., L, P, P)`` of ψ (and Θ): the parts' blocks added; only without maps."""
         if self.deferred:
@@ -306,21 +294,17 @@ class SumBase:
         bl = [p.base.blocks() for p in self.parts]
         return _sum_values([(_pad_to(n, self.L), _pad_to(t, self.L)) for n, t in bl])
 
-    def _combine(self, pieces):
-        parts = self.parts
-
-        def f(x):
-            return _sum_values([_mapped(p, *fn(xi)) for p, (_, fn), xi in zip(parts, pieces, x)])
-
-        return tuple(xs for xs, _ in pieces), f
+    def add(self, values):
+        """The parts' ``(nngp, ntk)`` values added (the NTK is ``None`` if any part has none)."""
+        return _sum_values(values)
 
     def slicer(self, grid):
         """As :meth:`LiftBase.slicer`: each part's values on the β-slice, mapped, then added."""
-        return self._combine([p.base.slicer(grid) for p in self.parts])
+        return self.sampler(_slicer(grid))
 
     def pointer(self, rule: SO3Rule):
         """As :meth:`LiftBase.pointer`: each part's values on the chunk, mapped, then added."""
-        return self._combine([p.base.pointer(rule) for p in self.parts])
+        return self.sampler(_pointer(rule))
 
     def rule_cost(self, rule: SO3Rule) -> Cost:
         chunk = rule_chunks(rule.degree)[1].shape[1]
@@ -336,12 +320,23 @@ class SumBase:
 Base = Union[LiftBase, FourierBase, SumBase]
 
 
+def _slicer(grid):
+    """The sampler of bases on the β-slices of ``grid`` (:meth:`LiftBase.slicer`)."""
+    return lambda base: base.slicer(grid)
+
+
+def _pointer(rule: SO3Rule):
+    """The sampler of bases on the chunks of a point rule (:meth:`LiftBase.pointer`)."""
+    return lambda base: base.pointer(rule)
+
+
 @pytree_dataclass(static=("maps",))
-class PairFunction:
-    """A base function plus the pointwise maps applied to it since (in order).
+class PairFunction(Chain):
+    """A base function plus the pointwise maps applied to it since (in order): a
+    :class:`~eqntk.core.deferred.Chain` whose values are ``(nngp, ntk)`` pairs.
 
     ``var1[i]``, ``var2[i]``: variances of the two inputs of each pair
-    just before map ``i``, broadcastable to the pair shape.
+    just before map ``i``, broadcastable to the pair shape (``then(m, var1, var2)``).
     """
 
     base: Base
@@ -349,19 +344,14 @@ class PairFunction:
     var1: tuple = ()
     var2: tuple = ()
 
-    def then(self, m, var1, var2) -> "PairFunction":
+    def _recorded(self, m, context) -> "PairFunction":
+        var1, var2 = context
         return PairFunction(self.base, self.maps + (m,), self.var1 + (var1,),
                             self.var2 + (var2,))
 
-    @property
-    def nonlinear(self) -> bool:
-        """Whether a nonlinearity acts before the next integration (in the maps or inside a sum's parts)."""
-        return any(m.nonlinear for m in self.maps) or getattr(self.base, "nonlinear", False)
-
-    @property
-    def deferred(self) -> bool:
-        """Whether pointwise maps are pending (here or inside a sum's parts)."""
-        return bool(self.maps) or getattr(self.base, "deferred", False)
+    def step(self, i: int, values):
+        """Map ``i`` on ``(nngp, ntk)`` values ``(..., n_points)`` (one trailing point axis)."""
+        return self.maps[i].kernel(*values, self.var1[i][..., None], self.var2[i][..., None])
 
 
 def integration_grid(pf: PairFunction, L_out: int, oversampling: float):
@@ -382,13 +372,13 @@ def integrate(pf: PairFunction, L_out: int, oversampling: float, rule: bool = Tr
     if points is not None:
         return _integrate_rule(pf, points)
     grid = integration_grid(pf, L_out, oversampling)
-    xs, slice_fn = pf.base.slicer(grid)
+    xs, slice_fn = pf.sampled(_slicer(grid))  # base values on a β-slice, maps replayed
     dtype = jax.tree_util.tree_leaves(pf.base)[0].dtype
     xa, analyse, finish = slice_plan(grid.bandlimit, L_out).analyser(dtype, flat=True)
 
     def body(carry, x):
         xb, ab = x
-        nngp, ntk = _mapped(pf, *slice_fn(xb))  # (..., n_alpha · n_gamma): one trailing point axis
+        nngp, ntk = slice_fn(xb)  # (..., n_alpha · n_gamma): one trailing point axis
         return carry, (analyse(nngp, ab), None if ntk is None else analyse(ntk, ab))
 
     _, (Pn, Pt) = jax.lax.scan(body, None, (xs, xa))
@@ -411,7 +401,7 @@ def _pool_points(pf: PairFunction, L_out: int, oversampling: float, rule: bool) 
 
 def _integrate_rule(pf: PairFunction, rule: SO3Rule):
     """The mean over SO(3) of the (mapped) pair function on a point rule: blocks ``(..., 1, 1, 1)``."""
-    xs, point_fn = pf.base.pointer(rule)
+    xs, point_fn = sample_base(pf.base, _pointer(rule))  # base values on a chunk of points
     dtype = jax.tree_util.tree_leaves(pf.base)[0].dtype
     with np.errstate(divide="ignore"):
         log_w = jnp.asarray(np.log(rule_chunks(rule.degree)[1]), dtype)  # (n_chunks, chunk); padding: -inf
@@ -422,8 +412,7 @@ def _integrate_rule(pf: PairFunction, rule: SO3Rule):
         if not pf.maps:
             w = jnp.exp(lw)
             return carry, (jnp.sum(w * nngp, axis=-1), None if ntk is None else jnp.sum(w * ntk, axis=-1))
-        for m, vl, vr in zip(pf.maps[:-1], pf.var1, pf.var2):
-            nngp, ntk = m.kernel(nngp, ntk, vl[..., None], vr[..., None])
+        nngp, ntk = pf.replay((nngp, ntk), stop=-1)
         # the last map applies the weights (inside its exponential where it has one: fused by XLA)
         nngp, ntk = pf.maps[-1].weighted_kernel(nngp, ntk, pf.var1[-1][..., None], pf.var2[-1][..., None], lw)
         return carry, (jnp.sum(nngp, axis=-1), None if ntk is None else jnp.sum(ntk, axis=-1))
