@@ -13,6 +13,7 @@ import pytest
 from jax import lax
 
 import planar_bruteforce as bf
+from ensembles import check_ensemble, ensemble_nngp
 from eqntk import stax
 
 W, B = 1.3, 0.2
@@ -221,30 +222,6 @@ def test_flatten_group_maps_is_the_identity_element_diagonal():
 # Monte Carlo over finite networks
 
 
-def _ensemble_nngp(body, x, n_seeds, seed=0):
-    """Per-seed NNGP of ``serial(body, Dense(k, W, B))`` given the random ``body`` (features ``g`` of width n):
-    ``W² g(x)·g(x')/n + B²``, the readout integrated exactly. Returns (n_seeds, N, N)."""
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
-
-    def one(key):
-        _, params = body.init_fn(key, x.shape)
-        g = body.apply_fn(params, x)
-        return W**2 * g @ g.T / g.shape[-1] + B**2
-
-    return np.asarray(jax.jit(jax.vmap(one))(keys))
-
-
-def _check_ensemble(emp, kernel, wrong, width):
-    """The seeds' mean is within 5 standard errors plus a finite-width bias allowance (2/width of the kernel's
-    scale) of ``kernel``; ``wrong`` (another readout) is outside 1.5 times that tolerance somewhere."""
-    mean = emp.mean(axis=0)
-    se = emp.std(axis=0, ddof=1) / np.sqrt(emp.shape[0])
-    tol = 5 * se + 2.0 / width * np.abs(kernel).max()
-    err = np.abs(mean - kernel)
-    assert np.all(err <= tol), (err.max(), (err / tol).max())
-    assert np.any(np.abs(mean - wrong) > 1.5 * tol), (np.abs(mean - wrong).max(), tol.max())
-
-
 def test_cnn_avg_pool_flatten_matches_finite_ensembles():
     x = images(4, 6, 6, seed=3)
     n = 64
@@ -255,8 +232,8 @@ def test_cnn_avg_pool_flatten_matches_finite_ensembles():
 
     kernel = np.asarray(stax.serial(body(stax.Flatten()), stax.Dense(1, W, B)).kernel_fn(x, get="nngp"))
     wrong = np.asarray(stax.serial(body(stax.GlobalAvgPool()), stax.Dense(1, W, B)).kernel_fn(x, get="nngp"))
-    emp = _ensemble_nngp(body(stax.Flatten()), x, 96)
-    _check_ensemble(emp, kernel, wrong, n)
+    emp = ensemble_nngp(body(stax.Flatten()), x, 96, W, B)
+    check_ensemble(emp, kernel, wrong, n)
 
 
 def _p4_body(pool, readout, n=48):
@@ -273,7 +250,7 @@ def test_p4_flatten_matches_finite_ensembles():
     x = images(3, 5, 5, seed=4)
     pool = [stax.AvgPool(3, 2, "SAME")]
     kernel, wrong = _nngp(_p4_body(pool, stax.Flatten()), x=x), _nngp(_p4_body(pool, stax.GroupPool()), x=x)
-    _check_ensemble(_ensemble_nngp(_p4_body(pool, stax.Flatten()), x, 96), kernel, wrong, 48)
+    check_ensemble(ensemble_nngp(_p4_body(pool, stax.Flatten()), x, 96, W, B), kernel, wrong, 48)
 
 
 def test_p4_avg_pool_matches_finite_ensembles():
@@ -281,7 +258,7 @@ def test_p4_avg_pool_matches_finite_ensembles():
     x = images(3, 5, 5, seed=4)
     pool = [stax.AvgPool(3, 2, "SAME")]
     kernel, wrong = _nngp(_p4_body(pool, stax.GroupPool()), x=x), _nngp(_p4_body([], stax.GroupPool()), x=x)
-    _check_ensemble(_ensemble_nngp(_p4_body(pool, stax.GroupPool()), x, 32, seed=1), kernel, wrong, 48)
+    check_ensemble(ensemble_nngp(_p4_body(pool, stax.GroupPool()), x, 32, W, B, seed=1), kernel, wrong, 48)
 
 
 def _empirical_ntk(f, x, seeds):
@@ -437,7 +414,7 @@ def test_layer_norm_matches_finite_ensembles():
 
     kernel = np.asarray(stax.serial(body(stax.LayerNorm()), stax.Dense(1, W, B)).kernel_fn(x, get="nngp"))
     wrong = np.asarray(stax.serial(body(), stax.Dense(1, W, B)).kernel_fn(x, get="nngp"))
-    _check_ensemble(_ensemble_nngp(body(stax.LayerNorm()), x, 64), kernel, wrong, n)
+    check_ensemble(ensemble_nngp(body(stax.LayerNorm()), x, 64, W, B), kernel, wrong, n)
 
 
 def test_layer_norm_refusals():

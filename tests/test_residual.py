@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from ensembles import check_ensemble, ensemble_nngp
 from eqntk import stax
 
 W, B = 1.3, 0.4  # W_std, b_std of every parameterised layer
@@ -89,33 +90,6 @@ def test_tiling_x2_and_get_agree():
 # Monte Carlo over finite networks
 
 
-def _ensemble_nngp(body, x, n_seeds, seed=0):
-    """Per-seed NNGP of ``serial(body, Dense(k, W, B))`` given the random ``body``: (n_seeds, N, N).
-
-    The readout is integrated exactly, ``W² g(x)·g(x')/n + B²`` for the body's features ``g`` of width
-    ``n``; what is left is the randomness of the body (residual blocks included).
-    """
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
-
-    def one(key):
-        _, params = body.init_fn(key, x.shape)
-        g = body.apply_fn(params, x)
-        return W**2 * g @ g.T / g.shape[-1] + B**2
-
-    return np.asarray(jax.jit(jax.vmap(one))(keys))
-
-
-def _check_ensemble(emp, kernel, wrong, width):
-    """The mean over seeds is within 5 standard errors plus a finite-width bias allowance (2/width of the
-    kernel's scale) of ``kernel``; ``wrong`` (the network without its skip) fails the same criterion."""
-    mean = emp.mean(axis=0)
-    se = emp.std(axis=0, ddof=1) / np.sqrt(emp.shape[0])
-    tol = 5 * se + 2.0 / width * np.abs(kernel).max()
-    err = np.abs(mean - kernel)
-    assert np.all(err <= tol), (err.max(), (err / tol).max())
-    assert np.any(np.abs(mean - wrong) > 1.5 * tol), (np.abs(mean - wrong).max(), tol.max())
-
-
 def test_residual_mlp_matches_finite_ensembles():
     x = vectors(4, 3)
     n = 256
@@ -123,8 +97,8 @@ def test_residual_mlp_matches_finite_ensembles():
     plain = stax.serial(stax.Dense(n, W, B), stax.Relu(), stax.Dense(n, W, B), stax.Relu())
     readout = stax.Dense(1, W, B)
     kernel = np.asarray(stax.serial(body, readout).kernel_fn(x, get="nngp"))
-    emp = _ensemble_nngp(body, x, 128)
-    _check_ensemble(emp, kernel, np.asarray(stax.serial(plain, readout).kernel_fn(x, get="nngp")), n)
+    emp = ensemble_nngp(body, x, 128, W, B)
+    check_ensemble(emp, kernel, np.asarray(stax.serial(plain, readout).kernel_fn(x, get="nngp")), n)
 
 
 def test_residual_p4_gcnn_matches_finite_ensembles():
@@ -136,8 +110,8 @@ def test_residual_p4_gcnn_matches_finite_ensembles():
                         stax.Relu(), stax.GroupPool())
     readout = stax.Dense(1, W, B)
     kernel = np.asarray(stax.serial(body, readout).kernel_fn(img, get="nngp"))
-    emp = _ensemble_nngp(body, img, 64)
-    _check_ensemble(emp, kernel, np.asarray(stax.serial(plain, readout).kernel_fn(img, get="nngp")), n)
+    emp = ensemble_nngp(body, img, 64, W, B)
+    check_ensemble(emp, kernel, np.asarray(stax.serial(plain, readout).kernel_fn(img, get="nngp")), n)
 
 
 def test_residual_cnn_before_pooling_is_the_sum_of_the_branches():

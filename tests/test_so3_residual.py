@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ensembles import check_ensemble, ensemble_nngp
 from eqntk import stax
 from eqntk.core.kernel import Inputs
 from eqntk.core.layers import _op_of
@@ -124,19 +125,6 @@ def test_consecutive_blocks_nest_their_sums():
 # Monte Carlo over finite networks
 
 
-def _ensemble_nngp(body, x, n_seeds, seed=0):
-    """Per-seed NNGP of ``serial(body, Dense(k, W, B))`` with the readout integrated exactly:
-    ``W² g(x)·g(x')/n + B²`` for the body's pooled features ``g`` of width ``n``. (n_seeds, N, N)."""
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
-
-    def one(key):
-        _, params = body.init_fn(key, x.shape)
-        g = body.apply_fn(params, x)
-        return W**2 * g @ g.T / g.shape[-1] + B**2
-
-    return np.asarray(jax.jit(jax.vmap(one))(keys))
-
-
 def test_residual_so3_gcnn_matches_finite_ensembles():
     """Mean over 64 networks of width 48 within 4 standard errors plus a finite-width bias allowance
     (1/width of the kernel's scale) of kernel_fn, entrywise; the network without the skip is more than
@@ -152,13 +140,8 @@ def test_residual_so3_gcnn_matches_finite_ensembles():
     readout = stax.Dense(1, W, B)
     kernel = np.asarray(stax.serial(net(1, True), readout).kernel_fn(x, get="nngp"))
     wrong = np.asarray(stax.serial(net(1, False), readout).kernel_fn(x, get="nngp"))
-    emp = _ensemble_nngp(net(n, True), x, 64)
-    mean = emp.mean(axis=0)
-    se = emp.std(axis=0, ddof=1) / np.sqrt(emp.shape[0])
-    tol = 4 * se + 1.0 / n * np.abs(kernel).max()
-    err = np.abs(mean - kernel)
-    assert np.all(err <= tol), (err.max(), (err / tol).max())
-    assert np.any(np.abs(mean - wrong) > 1.5 * tol), (np.abs(mean - wrong).max(), tol.max())
+    emp = ensemble_nngp(net(n, True), x, 64, W, B)
+    check_ensemble(emp, kernel, wrong, n, n_se=4.0, bias=1.0)
 
 
 # ---------------------------------------------------------------------------------------------
