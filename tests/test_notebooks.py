@@ -7,13 +7,16 @@ import pytest
 
 NB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 NOTEBOOKS = sorted(glob.glob(os.path.join(NB_DIR, "*.ipynb")))
+#: run by the fast suite (the main QM9 example and the newest one); the others, 15-30 s each, with -m slow
+FAST = {"01_qm9_kernel_regression.ipynb", "05_md17_forces.ipynb"}
+PARAMS = [pytest.param(p, marks=() if os.path.basename(p) in FAST else pytest.mark.slow) for p in NOTEBOOKS]
 
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 4
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+@pytest.mark.parametrize("path", PARAMS, ids=os.path.basename)
 def test_notebook_executes(path):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient

@@ -42,7 +42,7 @@ def images(n=3, H=5, W=5, C=2, seed=0):
 
 
 @pytest.mark.parametrize("group,padding", [("p4", "SAME"), pytest.param("p4m", "CIRCULAR", marks=pytest.mark.slow),
-                                           ("p2", "VALID"), ("cnn", "SAME")])
+                                           pytest.param("p2", "VALID", marks=pytest.mark.slow), ("cnn", "SAME")])
 def test_empirical_kernels_close_at_moderate_width(group, padding):
     x = images(H=6 if group == "p2" else 5)
     k = stax.serial(body(group, 1, padding), stax.Dense(1, b_std=0.2)).kernel_fn(x)

@@ -45,6 +45,7 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+@pytest.mark.slow  # 9 s
 def test_fluctuations_shrink_with_width():
     """Per-network relative error falls like 1/√width (16 → 256: about 4×)."""
     out = {}

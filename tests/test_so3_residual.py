@@ -74,6 +74,7 @@ def test_linear_block_matches_closed_form_and_the_sum_of_its_branches():
     np.testing.assert_allclose(np.asarray(after.nngp), W**2 * (k_lift + k_conv) + B**2, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow  # 12 s; the common-grid sum is also checked by test_residual_so3_gcnn_matches_finite_ensembles
 def test_nonlinear_branches_add_on_the_common_grid():
     """Relu inside both branches, summed, pooled on the grid: the sum of the two branches' pooled kernels
     (each on the same grid) to rounding; a Relu after the sum sees the summed variances."""
