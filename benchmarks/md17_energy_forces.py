@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import jax
 
@@ -47,15 +46,8 @@ import harness  # noqa: E402
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import md17, qm9  # noqa: E402
 from eqntk.experiments.common import environment_info, write_json  # noqa: E402
-from eqntk.forces import conformation_kernel, energy_force_gram, energy_force_predict  # noqa: E402
+from eqntk.forces import conformation_kernel  # noqa: E402
 from md17_forces import ANCHORS, summarise  # noqa: E402
-
-
-def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
-    """Rows of conformations ``idx`` in ``energy_force_gram``'s layout of ``n_total``
-    conformations of ``n3 / 3`` atoms: their energies, then their ``n3`` force components each."""
-    idx = np.asarray(idx)
-    return np.concatenate([idx, n_total + (idx[:, None] * n3 + np.arange(n3)).ravel()])
 
 
 #: relative ridges (block-wise, see the module docstring)
@@ -89,7 +81,6 @@ def main(argv=None):
     d = D.load_md17(args.data)
     z, R, E, F = d["z"], d["R"], d["E"], d["F"]
     n_conf, n_at = R.shape[0], z.size
-    n3 = 3 * n_at
     spec = qm9.QM9Config().environment_spec()
     cfg = qm9.QM9Config(gamma=args.gamma, oversampling=args.oversampling, kernels=tuple(args.networks))
     kernels = {net: kf for net, (kf, _) in qm9.networks(cfg, 0).items()}
@@ -98,7 +89,6 @@ def main(argv=None):
     env0 = D.environment_fn(z, spec)
     rows, seconds, cost = [], {}, {}
     n_max = max(args.n_train)
-    mae = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
     for seed in args.seeds:
         test, val, train = md17.split(n_conf, args.n_test_split, args.n_val, n_max, seed, args.test_seed)
         test, val = test[:args.n_test], val[:args.n_val_used]
@@ -112,38 +102,20 @@ def main(argv=None):
         def flat_env(Rm, scale=scale):  # (n, 3) Å -> (n, L² C), the MLP's input
             return (env0(Rm) * scale).reshape(n_at, -1)
 
-        for net, kind in [(net, kind) for net in args.networks for kind in args.kinds]:
-            name = f"{net}_{kind}"
-            k = conformation_kernel(kernels[net], z, env if net == "so3" else flat_env, get=kind)
-            t0 = time.perf_counter()
-            g_tr = energy_force_gram(k, R[train], batch=args.batch, progress=True)
-            t1 = time.perf_counter()
-            g_va = energy_force_gram(k, R[val], R[train], batch=args.batch, progress=True)
-            t2 = time.perf_counter()
-            seconds[f"gram_seed{seed}_{name}"], seconds[f"val_gram_seed{seed}_{name}"] = t1 - t0, t2 - t1
-            cost[f"{name}_train_gram_s_per_pair"] = (t1 - t0) / (n_max * (n_max + 1) / 2)
-            cost[f"{name}_cross_gram_s_per_pair"] = (t2 - t1) / (len(val) * n_max)
-            for n in args.n_train:
-                sel = gram_rows(np.arange(n), n_max, n3)
-                fit = md17.fit_energy_forces(g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]],
-                                             E[val], F[val], RIDGES, PSD_RTOL)
-                coef, e_mean, ridge = fit["coef"], fit["energy_mean"], fit["ridge_rel"]
-                t3 = time.perf_counter()
-                e_pred, f_pred = energy_force_predict(k, R[train[:n]], coef, R[test], block=16, batch=16)
-                seconds[f"predict_seed{seed}_{name}_{n}"] = time.perf_counter() - t3
-                cost[f"{name}_predict_s_per_pair"] = seconds[f"predict_seed{seed}_{name}_{n}"] / (n * len(test))
-                e_mae, f_mae = mae(e_pred + e_mean, E[test]), mae(f_pred, F[test])
-                row = {"kernel": name, "variant": "energy + force trained", "n_train": n, "seed": seed,
-                       "gamma": args.gamma, "ridge_rel": ridge,
-                       "val_force_mae_meV_A": fit["val_force_mae"] * md17.KCAL_MOL_IN_MEV,
-                       "val_energy_mae_meV": fit["val_energy_mae"] * md17.KCAL_MOL_IN_MEV,
-                       "energy_mae_kcal_mol": e_mae, "energy_mae_meV": e_mae * md17.KCAL_MOL_IN_MEV,
-                       "force_mae_kcal_mol_A": f_mae, "force_mae_meV_A": f_mae * md17.KCAL_MOL_IN_MEV}
-                rows.append(row)
-                print(f"seed {seed} N = {n:5d} {name}: energy MAE {row['energy_mae_meV']:7.2f} meV, force MAE "
-                      f"{row['force_mae_meV_A']:7.2f} meV/Å (ridge {ridge:g}; validation {row['val_energy_mae_meV']:.2f}"
-                      f" meV, {row['val_force_mae_meV_A']:.2f} meV/Å)", flush=True)
-                write_json(args.out, _result(args, rows, seconds, cost, spec))
+        ks = {f"{net}_{kind}": conformation_kernel(kernels[net], z, env if net == "so3" else flat_env, get=kind)
+              for net in args.networks for kind in args.kinds}
+        for name, k in ks.items():
+            rs, sec = md17.energy_force_curve({name: k}, R, E, F, train, val, test, args.n_train, RIDGES,
+                                              psd_rtol=PSD_RTOL, batch=args.batch, progress=True,
+                                              log=lambda m, seed=seed: print(f"seed {seed} {m}", flush=True))
+            for r in rs:
+                r.update(seed=seed, variant="energy + force trained", gamma=args.gamma,
+                         val_force_mae_meV_A=r["val_force_mae"] * md17.KCAL_MOL_IN_MEV,
+                         val_energy_mae_meV=r["val_energy_mae"] * md17.KCAL_MOL_IN_MEV)
+            rows += rs
+            seconds.update({f"seed{seed}_{key}": v for key, v in sec.items() if not key.endswith("_per_pair")})
+            cost.update({key: v for key, v in sec.items() if key.endswith("_per_pair")})
+            write_json(args.out, _result(args, rows, seconds, cost, spec))
     write_json(args.out, _result(args, rows, seconds, cost, spec))
     print(f"wrote {args.out}")
 

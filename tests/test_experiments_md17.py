@@ -100,3 +100,36 @@ def test_embedded_md17_subset():
     assert np.corrcoef(pred, E[j] - E[i])[0, 1] > 0.9
     with pytest.raises(FileNotFoundError):
         D.load_md17("no-such-file.npz")
+
+
+def test_energy_force_model_learns_energies_and_forces_through_the_cli(synthetic, tmp_path, capsys):
+    """--model energy-forces: the SO(3) energy model trained on energies and forces of randomly oriented
+    spring-model conformations beats the zero/mean predictors and improves with data; JSON, PNG, table."""
+    out = str(tmp_path / "ef")
+    rc = cli.main(["md17", "--model", "energy-forces", "--data", synthetic, "--n-train", "4", "16", "--n-val", "10",
+                   "--n-test", "8", "--out", out, "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "SO(3) NTK, energy + force trained" in printed and "test energy MAE" in printed
+    assert os.path.exists(os.path.join(out, "md17_learning_curve.png"))
+    with open(os.path.join(out, "md17.json")) as f:
+        res = json.load(f)
+    assert res["config"]["model"] == "energy-forces"
+    f_mae = {(r["kernel"], r["n_train"]): r["force_mae"] for r in res["results"]}
+    e_mae = {(r["kernel"], r["n_train"]): r["energy_mae"] for r in res["results"]}
+    assert set(f_mae) == {(k, n) for k in ("so3_ntk", "so3_nngp") for n in (4, 16)}
+    for k in ("so3_ntk", "so3_nngp"):
+        assert f_mae[(k, 16)] < 0.5 * res["zero_predictor_force_mae"], (f_mae, res["zero_predictor_force_mae"])
+        assert f_mae[(k, 16)] < f_mae[(k, 4)], f_mae
+        assert e_mae[(k, 16)] < 0.5 * res["mean_predictor_energy_mae"], (e_mae, res["mean_predictor_energy_mae"])
+
+
+def test_energy_force_model_refuses_data_without_energies(tmp_path):
+    path = str(tmp_path / "noE.npz")
+    R = EQ[None] + 0.05 * np.random.default_rng(3).normal(size=(30, len(EQ), 3))
+    np.savez(path, z=Z, R=R, F=_springs(R)[1])
+    with pytest.raises(ValueError, match="needs energies"):
+        md17.run(md17.MD17Config(source=path, model="energy-forces", n_train=(4,), n_val=2, n_test=2,
+                                 progress=False), log=lambda *a: None)
+    with pytest.raises(ValueError, match="model must be one of"):
+        md17.MD17Config(model="energies")

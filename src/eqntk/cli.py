@@ -3,7 +3,8 @@
 * ``eqntk qm9``: QM9 atomization energies by kernel regression with the SO(3) GCNN NTK/NNGP
   and an MLP baseline (learning curve, table, JSON, PNG).
 * ``eqntk digits``: rotated-digits classification with CNN, p4 and p4m NTKs.
-* ``eqntk md17``: per-atom forces of MD17-style data with the equivariant l = 1 matrix kernel.
+* ``eqntk md17``: forces of MD17-style data, from the equivariant l = 1 matrix kernel or from an energy model
+  trained on energies and forces (``--model energy-forces``).
 * ``eqntk demo``: the exact SO(3) GCNN NNGP/NTK of a small embedded set of spherical signals
   and a check of its rotation invariance.
 """
@@ -140,7 +141,8 @@ def cmd_md17(args) -> int:
     from .experiments import md17
 
     try:
-        cfg = md17.MD17Config(source=args.data, n_train=tuple(args.n_train), n_val=args.n_val, n_test=args.n_test,
+        cfg = md17.MD17Config(source=args.data, model=args.model, n_train=args.n_train and tuple(args.n_train),
+                              n_val=args.n_val, n_test=args.n_test,
                               seed=args.seed, test_seed=args.test_seed, bandlimit=args.bandlimit,
                               oversampling=args.oversampling, dtype=args.dtype, ridges=tuple(args.ridge),
                               progress=not args.no_progress)
@@ -333,41 +335,56 @@ def _add_digits(sub):
     q.set_defaults(func=cmd_digits)
 
 
-MD17_HELP = """Per-atom forces of conformations of one molecule (MD17 style: an .npz with z, R, F) by kernel
-ridge regression with the equivariant l = 1 matrix kernel of S2ConvSO3 -> Rbf -> SO3ConvSO3(., 2),
-one regression per element, the ridge chosen on validation conformations. Prints a table of test
-force MAEs for the NTK and NNGP, writes md17.json and md17_learning_curve.png.
+MD17_HELP = """Forces of conformations of one molecule (MD17 style: an .npz with z, R, F and, for
+--model energy-forces, E), learning curves over nested training sets, the ridge chosen on
+validation conformations. Prints a table of test MAEs for the NTK and NNGP, writes md17.json and
+md17_learning_curve.png.
+
+--model vector (default): per-atom force vectors by kernel ridge regression with the equivariant
+l = 1 matrix kernel of S2ConvSO3 -> Rbf -> SO3ConvSO3(., 2), one regression per element
+(defaults: N = 50 100 200, 50 validation, 200 test conformations).
+
+--model energy-forces: the energy model of the eqntk qm9 SO(3) network (S2ConvSO3 -> Rbf ->
+SO3Pool -> Dense) trained on the energies and forces of the training conformations (its joint
+energy-force Gram); test energies and forces F = -dE/dR. About 0.07 s per pair of training
+conformations at oversampling 6 on a 2-core CPU, hence smaller defaults: N = 25 50, 20 validation,
+50 test conformations (~8 min for NTK and NNGP on ethanol).
 
 Without --data it runs on the 500 MD17 ethanol conformations shipped with eqntk
 (eqntk.data.load_md17(); energies in kcal/mol, forces in kcal/mol/Angstrom):
   eqntk md17 --n-train 50 100 200 --n-val 50 --n-test 200
+  eqntk md17 --model energy-forces --n-train 25 50
 """
 
 
 def _add_md17(sub):
     import dataclasses
 
-    from .experiments.md17 import MD17Config
+    from .experiments.md17 import MODELS, MD17Config
 
     default = {f.name: f.default for f in dataclasses.fields(MD17Config)}
 
-    q = sub.add_parser("md17", help="MD17-style forces with the equivariant l = 1 matrix kernel (learning curve)",
+    q = sub.add_parser("md17", help="MD17-style forces: the l = 1 matrix kernel or energy + force training (learning curve)",
                        description=MD17_HELP, formatter_class=_Formatter)
     q.add_argument("--data", default=None, metavar="NPZ",
                    help="conformations of one molecule: z (n_atoms,), R (B, n_atoms, 3) in Angstrom, F (B, n_atoms, 3) "
                         "(default: the embedded MD17 ethanol subset)")
-    q.add_argument("--n-train", type=_positive_int("--n-train"), nargs="+", default=list(default["n_train"]),
-                   metavar="N", help="training conformations of the learning curve (nested subsets)")
-    q.add_argument("--n-val", type=_positive_int("--n-val"), default=default["n_val"], metavar="N",
-                   help="validation conformations (choose the ridge per element)")
-    q.add_argument("--n-test", type=_positive_int("--n-test"), default=default["n_test"], metavar="N",
-                   help="test conformations")
+    q.add_argument("--model", choices=MODELS, default=default["model"],
+                   help="vector: l = 1 matrix kernel for per-atom forces; energy-forces: an energy model trained on "
+                        "energies and forces (see above)")
+    q.add_argument("--n-train", type=_positive_int("--n-train"), nargs="+", default=None, metavar="N",
+                   help="training conformations of the learning curve (nested subsets; default per --model, above)")
+    q.add_argument("--n-val", type=_positive_int("--n-val"), default=None, metavar="N",
+                   help="validation conformations, which choose the ridge (default per --model)")
+    q.add_argument("--n-test", type=_positive_int("--n-test"), default=None, metavar="N",
+                   help="test conformations (default per --model)")
     q.add_argument("--test-seed", type=int, default=default["test_seed"],
                    help="seed of the test set (fixed across --seed)")
     q.add_argument("--bandlimit", type=_positive_int("--bandlimit"), default=default["bandlimit"], metavar="L",
                    help="spherical-harmonic degrees l < L of the atomic environments and of the lift")
     q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=default["oversampling"],
-                   help="quadrature oversampling of the final SO3ConvSO3 (the kernel's accuracy limits the fit)")
+                   help="quadrature oversampling of the final SO3ConvSO3 (vector) or of the SO3Pool (energy-forces); "
+                        "the kernel's accuracy limits the fit")
     q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(default["ridges"]), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
     _add_common(q, "eqntk_output/md17")

@@ -1,4 +1,4 @@
-r"""Per-atom forces of MD17-style data with the equivariant (l = 1) matrix kernel (``eqntk md17``).
+r"""Forces of MD17-style data (``eqntk md17``): the equivariant (l = 1) matrix kernel, or energy + force training.
 
 Data: an ``.npz`` with ``z (n_atoms,)`` atomic numbers, ``R (n_conf, n_atoms, 3)`` positions in Å
 and ``F (n_conf, n_atoms, 3)`` forces (any unit; MD17's kcal/mol/Å, reported also in meV/Å);
@@ -16,12 +16,21 @@ Splits: ``n_test`` test conformations drawn with ``test_seed``, then ``n_val`` v
 conformations and nested training sets from the rest with ``seed``. The relative ridge is chosen
 per element and training size on the validation conformations' forces; test conformations are
 never used for a choice. MAE per Cartesian component over all atoms of the test conformations.
+
+``model='energy-forces'`` (:func:`energy_force_curve`): instead, the invariant energy model of the
+``eqntk qm9`` SO(3) network (``S2ConvSO3 → Rbf → SO3Pool → Dense``), fitted by kernel ridge regression
+to the energies *and* forces of the training conformations (the joint Gram of
+:func:`eqntk.forces.energy_force_gram`), forces ``−∂E/∂R`` (:func:`eqntk.forces.energy_force_predict`);
+the ridge chosen on the validation conformations' forces. Energies and forces are both reported.
+It costs ``N (N + 1) / 2`` conformation pairs of ``(1 + 3n)²`` kernel derivatives for the training Gram
+(~0.07 s per pair at oversampling 6 on a 2-core CPU, ethanol), so its defaults are smaller.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -29,8 +38,8 @@ import numpy as np
 from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, psd_tolerance, pyplot, \
     plot_if_available, save_figure, select_ridge, write_json
 
-__all__ = ["MD17Config", "RIDGES", "network", "split", "element_kernels", "fit_forces",
-           "fit_energy_forces", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
+__all__ = ["MD17Config", "RIDGES", "MODELS", "network", "energy_network", "split", "element_kernels", "fit_forces",
+           "fit_energy_forces", "gram_rows", "energy_force_curve", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
 
 from ..data.units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL
 
@@ -40,29 +49,45 @@ KCAL_MOL_IN_MEV = 1e3 * HARTREE_IN_EV / HARTREE_IN_KCAL_MOL
 KINDS = ("ntk", "nngp")
 #: the relative ridge grid: the experiments' default extended down to 1e-9 (force kernels are fitted closely)
 RIDGES = (1e-9, 1e-8) + tuple(DEFAULT_RIDGES)
+#: ``'vector'``: per-atom forces from the l = 1 matrix kernel; ``'energy-forces'``: an energy model trained
+#: on energies and forces (module docstring)
+MODELS = ("vector", "energy-forces")
+#: per model: the defaults of ``n_train``, ``n_val``, ``n_test`` (energy + force training costs far more per pair)
+SIZES = {"vector": ((50, 100, 200), 50, 200), "energy-forces": ((25, 50), 20, 50)}
+#: relative negative eigenvalue tolerated in the joint energy-force Gram (``fit_predict``'s ``psd_rtol``): the
+#: pool's quadrature leaves it PSD to ~1e-8 at oversampling 6 (md17_force_kernel_accuracy.json); the validation
+#: ridge absorbs the rest
+ENERGY_FORCE_PSD_RTOL = 1e-4
 
 
 @dataclasses.dataclass
 class MD17Config:
     """Settings of :func:`run` (the defaults are those of ``eqntk md17``)."""
 
-    source: Optional[str] = None   # the .npz (z, R, F); None: the embedded MD17 ethanol subset (500 conformations)
-    n_train: Sequence[int] = (50, 100, 200)
-    n_val: int = 50
-    n_test: int = 200
+    source: Optional[str] = None   # the .npz (z, R, F[, E]); None: the embedded MD17 ethanol subset (500 conformations)
+    model: str = "vector"          # one of MODELS
+    n_train: Optional[Sequence[int]] = None  # None: SIZES[model] (nested training sets)
+    n_val: Optional[int] = None
+    n_test: Optional[int] = None
     seed: int = 0
     test_seed: int = 0
     bandlimit: int = 4
     # Accuracy of the kernel, not a fit: with float32 and oversampling 4 the ridge chosen on validation
     # forces sat at 1e-5..1e-4 (the kernel's own error) and the curve stalled at ~130 meV/Å on MD17
     # ethanol; float64 and oversampling 6 let it fall to the grid's 1e-7 (docs/forces.md).
-    oversampling: float = 6.0      # of the final SO3ConvSO3
+    oversampling: float = 6.0      # of the final SO3ConvSO3 ('vector') or of the SO3Pool ('energy-forces')
     dtype: str = "float64"         # of the kernel computation (regressions are solved in float64)
     ridges: Sequence[float] = RIDGES
     tile: int = 128
     progress: Optional[bool] = None
 
     def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"md17: model must be one of {MODELS}, got {self.model!r}")
+        sizes = SIZES[self.model]
+        self.n_train = tuple(sizes[0] if self.n_train is None else self.n_train)
+        self.n_val = sizes[1] if self.n_val is None else self.n_val
+        self.n_test = sizes[2] if self.n_test is None else self.n_test
         if not self.n_train or any(int(n) != n or n < 1 for n in self.n_train):
             raise ValueError(f"md17: n_train must be positive integers, got {self.n_train!r}")
         for name in ("n_val", "n_test"):
@@ -82,6 +107,15 @@ def network(cfg: MD17Config):
     _, _, kf = stax.serial(stax.S2ConvSO3(256, cfg.bandlimit, W_std=q.w_std), q.nonlinearity_layer(),
                            stax.SO3ConvSO3(256, 2, oversampling=cfg.oversampling))
     return kf, q.environment_spec()
+
+
+def energy_network(cfg: MD17Config):
+    """``kernel_fn`` of the ``eqntk qm9`` SO(3) energy network (``S2ConvSO3 → Rbf → SO3Pool(oversampling) →
+    Dense``) and the environment spec: the energy model of ``model='energy-forces'``."""
+    from .qm9 import QM9Config, networks
+
+    q = QM9Config(bandlimit=cfg.bandlimit, oversampling=cfg.oversampling, kernels=("so3",))
+    return networks(q, 0)["so3"][0], q.environment_spec()
 
 
 def split(n_conf: int, n_test: int, n_val: int, n_train_max: int, seed: int, test_seed: int):
@@ -178,18 +212,84 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
             "val_energy_mae": val_energy}
 
 
+def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
+    """Rows of conformations ``idx`` in :func:`eqntk.forces.energy_force_gram`'s layout of ``n_total``
+    conformations of ``n3 / 3`` atoms: their energies, then their ``n3`` force components each."""
+    idx = np.asarray(idx)
+    return np.concatenate([idx, n_total + (idx[:, None] * n3 + np.arange(n3)).ravel()])
+
+
+def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequence[int], ridges, *,
+                       psd_rtol: float = ENERGY_FORCE_PSD_RTOL, batch: int = 4, progress=None,
+                       log=print) -> tuple[list, dict]:
+    """Test MAEs of energy + force kernel regression for nested training sets: ``(rows, seconds)``.
+
+    Args:
+        kernels: ``{name: k}``, conformation kernels ``k(R (n, 3), R' (n, 3))``
+            (:func:`eqntk.forces.conformation_kernel`).
+        R: ``(B, n, 3)`` positions [Å]; E: ``(B,)`` energies; F: ``(B, n, 3)`` forces (energy/Å).
+        train: training conformation indices; the first ``N`` of them for each ``N`` in ``n_train``.
+        val: validation conformations (the ridge is chosen on their force MAE); test: test conformations.
+        ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
+
+    The training Gram of the largest set and the validation–training Gram are computed once per
+    kernel and sliced for the smaller sets; test energies and forces come from
+    :func:`eqntk.forces.energy_force_predict`. Returns rows ``{'kernel', 'n_train', 'energy_mae',
+    'force_mae', 'energy_mae_meV', 'force_mae_meV_A', 'ridge_rel', 'val_energy_mae', 'val_force_mae'}``
+    (MAEs in data units unless named meV, which assumes kcal/mol) and ``seconds``, the times of each
+    Gram and prediction with their cost per conformation pair.
+    """
+    from ..forces import energy_force_gram, energy_force_predict
+
+    train, val, test = (np.asarray(i) for i in (train, val, test))
+    n_max, n3 = max(n_train), 3 * R.shape[1]
+    if n_max > train.size:
+        raise ValueError(f"energy_force_curve: n_train up to {n_max} but only {train.size} training conformations")
+    mae = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
+    rows, seconds = [], {}
+    for name, k in kernels.items():
+        t0 = time.perf_counter()
+        g_tr = energy_force_gram(k, R[train[:n_max]], batch=batch, progress=progress)
+        t1 = time.perf_counter()
+        g_va = energy_force_gram(k, R[val], R[train[:n_max]], batch=batch, progress=progress)
+        t2 = time.perf_counter()
+        seconds[f"{name}_train_gram"], seconds[f"{name}_val_gram"] = t1 - t0, t2 - t1
+        seconds[f"{name}_train_gram_s_per_pair"] = (t1 - t0) / (n_max * (n_max + 1) / 2)
+        seconds[f"{name}_val_gram_s_per_pair"] = (t2 - t1) / (val.size * n_max)
+        for n in n_train:
+            sel = gram_rows(np.arange(n), n_max, n3)
+            fit = fit_energy_forces(g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val],
+                                    ridges, psd_rtol)
+            t3 = time.perf_counter()
+            e_pred, f_pred = energy_force_predict(k, R[train[:n]], fit["coef"], R[test], block=16, batch=16,
+                                                  progress=progress)
+            seconds[f"{name}_predict_{n}"] = dt = time.perf_counter() - t3
+            seconds[f"{name}_predict_s_per_pair"] = dt / (n * test.size)
+            e_mae, f_mae = mae(e_pred + fit["energy_mean"], E[test]), mae(f_pred, F[test])
+            rows.append({"kernel": name, "n_train": int(n), "energy_mae": e_mae, "force_mae": f_mae,
+                         "energy_mae_meV": e_mae * KCAL_MOL_IN_MEV, "force_mae_meV_A": f_mae * KCAL_MOL_IN_MEV,
+                         "ridge_rel": fit["ridge_rel"], "val_energy_mae": fit["val_energy_mae"],
+                         "val_force_mae": fit["val_force_mae"]})
+            log(f"N = {n:5d} {name}: test energy MAE {e_mae:.4f}, force MAE {f_mae:.4f} (data units; ridge "
+                f"{fit['ridge_rel']:g}, validation force MAE {fit['val_force_mae']:.4f})")
+    return rows, seconds
+
+
 def run(cfg: MD17Config, log=print) -> dict:
-    """The force learning curve of the l = 1 NTK and NNGP (JSON-ready dict)."""
+    """The force learning curve (JSON-ready dict): of the l = 1 NTK and NNGP (``cfg.model='vector'``), or of
+    energy + force training with the SO(3) energy network's NTK and NNGP (``'energy-forces'``)."""
     from .. import data as D
     from .qm9 import lift_variance
 
     timer = Timer()
     d = D.load_md17(cfg.source)
     z, R, F = d["z"], d["R"], d["F"]
+    if cfg.model == "energy-forces" and "E" not in d:
+        raise ValueError(f"md17: model 'energy-forces' needs energies E (n_conf,) in {cfg.source}")
     n_conf, n_at = R.shape[0], z.size
     test, val, train = split(n_conf, cfg.n_test, cfg.n_val, max(cfg.n_train), cfg.seed, cfg.test_seed)
     pool = np.concatenate([val, train])
-    kf, spec = network(cfg)
+    kf, spec = network(cfg) if cfg.model == "vector" else energy_network(cfg)
     with timer("environments"):
         ms = D.MoleculeSet.from_counts(np.full(n_conf, n_at), np.tile(z, n_conf), R.reshape(-1, 3))
         x_all = D.atomic_environments(ms, spec)
@@ -197,11 +297,15 @@ def run(cfg: MD17Config, log=print) -> dict:
         scale = 1.0 / np.sqrt(lift_variance(x_all[rows_pool]))  # training and validation atoms only
         x_all = (x_all * scale).astype(cfg.dtype)
     log(f"md17: {n_conf} conformations of {n_at} atoms (elements {sorted(set(z.tolist()))}); "
-        f"test {cfg.n_test}, validation {cfg.n_val}, training up to {max(cfg.n_train)}")
+        f"test {cfg.n_test}, validation {cfg.n_val}, training up to {max(cfg.n_train)}; model {cfg.model}")
+    zero = float(np.mean(np.abs(F[test])))
+    if cfg.model == "energy-forces":
+        rows, seconds = _energy_force_rows(cfg, kf, spec, scale, d, train, val, test, timer, log)
+        return _result(cfg, rows, zero, {**timer.seconds, "total": timer.total}, seconds,
+                       zero_energy=float(np.mean(np.abs(d["E"][test] - np.mean(d["E"][train[:max(cfg.n_train)]])))))
     with timer("kernels"):
         kernels = element_kernels(kf, x_all, z, pool, test, tile=cfg.tile, progress=cfg.progress, log=log)
     rows = []
-    zero = float(np.mean(np.abs(F[test])))
     with timer("regression"):
         for n in cfg.n_train:
             for kind in KINDS:
@@ -211,29 +315,70 @@ def run(cfg: MD17Config, log=print) -> dict:
                 rows.append({"kernel": f"l1_{kind}", "n_train": int(n), "force_mae": mae,
                              "force_mae_meV_A": mae * KCAL_MOL_IN_MEV, "val_force_mae": val_mae,
                              "ridge_rel_by_element": ridges})
+    return _result(cfg, rows, zero, {**timer.seconds, "total": timer.total})
+
+
+def _energy_force_rows(cfg: MD17Config, kf, spec, scale: float, d: dict, train, val, test, timer, log):
+    """Rows of ``model='energy-forces'``: the SO(3) NTK and NNGP (:func:`energy_force_curve`)."""
+    from .. import data as D
+    from ..forces import conformation_kernel
+
+    z = d["z"]
+    env0 = D.environment_fn(z, spec)
+
+    def env(Rm):  # (n, 3) Å -> (n, L², C), scaled as the vector model's environments
+        return (env0(Rm) * scale).astype(cfg.dtype)
+
+    kernels = {f"so3_{kind}": conformation_kernel(kf, z, env, get=kind) for kind in KINDS}
+    with timer("energy-force kernels"):
+        return energy_force_curve(kernels, d["R"], d["E"], d["F"], train, val, test, cfg.n_train, cfg.ridges,
+                                  progress=cfg.progress, log=log)
+
+
+def _result(cfg: MD17Config, rows: list, zero: float, seconds: dict, kernel_seconds: Optional[dict] = None,
+            zero_energy: Optional[float] = None) -> dict:
+    from .. import data as D
+
     config = dataclasses.asdict(cfg)
     config["n_train"], config["ridges"] = list(cfg.n_train), list(cfg.ridges)
     config["source"] = os.path.basename(cfg.source or D.default_md17_path())
-    return {"experiment": "md17", "config": config, "results": rows, "zero_predictor_force_mae": zero,
-            "seconds": {**timer.seconds, "total": timer.total}, "environment": environment_info()}
+    out = {"experiment": "md17", "config": config, "results": rows, "zero_predictor_force_mae": zero,
+           "seconds": seconds, "environment": environment_info()}
+    if kernel_seconds is not None:
+        out["kernel_seconds"] = kernel_seconds
+    if zero_energy is not None:
+        out["mean_predictor_energy_mae"] = zero_energy
+    return out
 
 
-LABELS = {"l1_ntk": "l = 1 NTK", "l1_nngp": "l = 1 NNGP"}
+LABELS = {"l1_ntk": "l = 1 NTK", "l1_nngp": "l = 1 NNGP", "so3_ntk": "SO(3) NTK, energy + force trained",
+          "so3_nngp": "SO(3) NNGP, energy + force trained"}
+
+
+def _curves(result: dict, key: str) -> dict:
+    """``{label: [(n_train, value)]}`` of the result's kernels, in LABELS order."""
+    rows = result["results"]
+    return {label: sorted((r["n_train"], r[key]) for r in rows if r["kernel"] == k)
+            for k, label in LABELS.items() if any(r["kernel"] == k for r in rows)}
 
 
 def summary_table(result: dict) -> str:
-    rows = result["results"]
-    ns = sorted({r["n_train"] for r in rows})
-    table = [[label] + [f"{next(r['force_mae'] for r in rows if r['kernel'] == k and r['n_train'] == n):.3f}"
-                        for n in ns] for k, label in LABELS.items()]
-    table.append(["predict zero"] + [f"{result['zero_predictor_force_mae']:.3f}"] * len(ns))
-    return format_table(["test force MAE [data units]"] + [f"N={n}" for n in ns], table)
+    ns = sorted({r["n_train"] for r in result["results"]})
+    cell = lambda v: f"{v:.3f}"  # noqa: E731
+    table = [[label] + [cell(v) for _, v in c] for label, c in _curves(result, "force_mae").items()]
+    table.append(["predict zero"] + [cell(result["zero_predictor_force_mae"])] * len(ns))
+    out = format_table(["test force MAE [data units]"] + [f"N={n}" for n in ns], table)
+    if "mean_predictor_energy_mae" in result:
+        table = [[label] + [cell(v) for _, v in c] for label, c in _curves(result, "energy_mae").items()]
+        table.append(["predict the training mean"] + [cell(result["mean_predictor_energy_mae"])] * len(ns))
+        out += "\n\n" + format_table(["test energy MAE [data units]"] + [f"N={n}" for n in ns], table)
+    return out
 
 
 def print_summary(result: dict, log=print):
     log("")
     log(summary_table(result))
-    log(f"(MD17 forces are in kcal/mol/Å: ×{KCAL_MOL_IN_MEV:.2f} for meV/Å)")
+    log(f"(MD17 energies are in kcal/mol, forces in kcal/mol/Å: ×{KCAL_MOL_IN_MEV:.2f} for meV, meV/Å)")
     s = result["seconds"]
     log(f"\ntotal {s['total']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in s.items() if k != "total") + ")")
 
@@ -241,15 +386,16 @@ def print_summary(result: dict, log=print):
 def plot_curve(result: dict, path: str) -> str:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for k, label in LABELS.items():
-        rs = sorted((r for r in result["results"] if r["kernel"] == k), key=lambda r: r["n_train"])
-        ax.plot([r["n_train"] for r in rs], [r["force_mae"] for r in rs], marker="o", label=label)
+    for label, c in _curves(result, "force_mae").items():
+        ax.plot([n for n, _ in c], [v for _, v in c], marker="o", label=label)
     ax.axhline(result["zero_predictor_force_mae"], ls="--", color="gray", label="predict zero")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training conformations N")
     ax.set_ylabel("test force MAE per component [data units]")
-    ax.set_title(f"{result['config']['source']}: forces from the l = 1 matrix kernel")
+    how = "the l = 1 matrix kernel" if result["config"].get("model", "vector") == "vector" else \
+        "energy + force training"
+    ax.set_title(f"{result['config']['source']}: forces from {how}")
     return save_figure(fig, ax, path)
 
 
