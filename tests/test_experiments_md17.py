@@ -107,7 +107,7 @@ def test_energy_force_model_learns_energies_and_forces_through_the_cli(synthetic
     spring-model conformations beats the zero/mean predictors and improves with data; JSON, PNG, table."""
     out = str(tmp_path / "ef")
     rc = cli.main(["md17", "--model", "energy-forces", "--data", synthetic, "--n-train", "4", "16", "--n-val", "10",
-                   "--n-test", "8", "--out", out, "--no-progress"])
+                   "--n-test", "8", "--oversampling", "6", "--out", out, "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "SO(3) NTK, energy + force trained" in printed and "test energy MAE" in printed

@@ -346,9 +346,10 @@ l = 1 matrix kernel of S2ConvSO3 -> Rbf -> SO3ConvSO3(., 2), one regression per 
 
 --model energy-forces: the energy model of the eqntk qm9 SO(3) network (S2ConvSO3 -> Rbf ->
 SO3Pool -> Dense) trained on the energies and forces of the training conformations (its joint
-energy-force Gram); test energies and forces F = -dE/dR. About 0.07 s per pair of training
-conformations at oversampling 6 on a 2-core CPU, hence smaller defaults: N = 25 50, 20 validation,
-50 test conformations (~8 min for NTK and NNGP on ethanol).
+energy-force Gram); test energies and forces F = -dE/dR. Its force-force blocks need a finer
+quadrature (default oversampling 8, against 6 for the vector model); about 0.15 s per pair of
+training conformations on a 2-core CPU, hence smaller defaults: N = 25 50, 20 validation, 50 test
+conformations (~15 min for NTK and NNGP on ethanol).
 
 Without --data it runs on the 500 MD17 ethanol conformations shipped with eqntk
 (eqntk.data.load_md17(); energies in kcal/mol, forces in kcal/mol/Angstrom):
@@ -382,9 +383,9 @@ def _add_md17(sub):
                    help="seed of the test set (fixed across --seed)")
     q.add_argument("--bandlimit", type=_positive_int("--bandlimit"), default=default["bandlimit"], metavar="L",
                    help="spherical-harmonic degrees l < L of the atomic environments and of the lift")
-    q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=default["oversampling"],
-                   help="quadrature oversampling of the final SO3ConvSO3 (vector) or of the SO3Pool (energy-forces); "
-                        "the kernel's accuracy limits the fit")
+    q.add_argument("--oversampling", type=_positive_float("--oversampling"), default=None,
+                   help="quadrature oversampling of the final SO3ConvSO3 (vector, default 6) or of the SO3Pool "
+                        "(energy-forces, default 8); the kernel's accuracy limits the fit")
     q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(default["ridges"]), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
     _add_common(q, "eqntk_output/md17")

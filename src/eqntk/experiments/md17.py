@@ -23,7 +23,9 @@ to the energies *and* forces of the training conformations (the joint Gram of
 :func:`eqntk.forces.energy_force_gram`), forces ``−∂E/∂R`` (:func:`eqntk.forces.energy_force_predict`);
 the ridge chosen on the validation conformations' forces. Energies and forces are both reported.
 It costs ``N (N + 1) / 2`` conformation pairs of ``(1 + 3n)²`` kernel derivatives for the training Gram
-(~0.07 s per pair at oversampling 6 on a 2-core CPU, ethanol), so its defaults are smaller.
+(~0.15 s per pair at its default oversampling 8 on a 2-core CPU, ethanol), so its defaults are smaller.
+Its quadrature must be finer than the vector model's: on the same MD17 ethanol split, oversampling 6
+instead of 8 raised the test force MAE at N = 100 from 39.7 to 64.6 meV/Å (docs/forces.md).
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ RIDGES = (1e-9, 1e-8) + tuple(DEFAULT_RIDGES)
 #: ``'vector'``: per-atom forces from the l = 1 matrix kernel; ``'energy-forces'``: an energy model trained
 #: on energies and forces (module docstring)
 MODELS = ("vector", "energy-forces")
-#: per model: the defaults of ``n_train``, ``n_val``, ``n_test`` (energy + force training costs far more per pair)
-SIZES = {"vector": ((50, 100, 200), 50, 200), "energy-forces": ((25, 50), 20, 50)}
+#: per model: the defaults of ``n_train``, ``n_val``, ``n_test``, ``oversampling`` (energy + force training costs far
+#: more per pair, and its force-force blocks need the finer quadrature: docs/forces.md)
+DEFAULTS = {"vector": ((50, 100, 200), 50, 200, 6.0), "energy-forces": ((25, 50), 20, 50, 8.0)}
 #: relative negative eigenvalue tolerated in the joint energy-force Gram (``fit_predict``'s ``psd_rtol``): the
-#: pool's quadrature leaves it PSD to ~1e-8 at oversampling 6 (md17_force_kernel_accuracy.json); the validation
+#: pool's quadrature leaves it PSD to ~1e-11 at oversampling 8 (md17_force_kernel_accuracy.json); the validation
 #: ridge absorbs the rest
 ENERGY_FORCE_PSD_RTOL = 1e-4
 
@@ -66,7 +69,7 @@ class MD17Config:
 
     source: Optional[str] = None   # the .npz (z, R, F[, E]); None: the embedded MD17 ethanol subset (500 conformations)
     model: str = "vector"          # one of MODELS
-    n_train: Optional[Sequence[int]] = None  # None: SIZES[model] (nested training sets)
+    n_train: Optional[Sequence[int]] = None  # None: DEFAULTS[model] (nested training sets), as n_val, n_test
     n_val: Optional[int] = None
     n_test: Optional[int] = None
     seed: int = 0
@@ -75,7 +78,8 @@ class MD17Config:
     # Accuracy of the kernel, not a fit: with float32 and oversampling 4 the ridge chosen on validation
     # forces sat at 1e-5..1e-4 (the kernel's own error) and the curve stalled at ~130 meV/Å on MD17
     # ethanol; float64 and oversampling 6 let it fall to the grid's 1e-7 (docs/forces.md).
-    oversampling: float = 6.0      # of the final SO3ConvSO3 ('vector') or of the SO3Pool ('energy-forces')
+    # of the final SO3ConvSO3 ('vector', default 6) or of the SO3Pool ('energy-forces', default 8); None: DEFAULTS
+    oversampling: Optional[float] = None
     dtype: str = "float64"         # of the kernel computation (regressions are solved in float64)
     ridges: Sequence[float] = RIDGES
     tile: int = 128
@@ -84,10 +88,11 @@ class MD17Config:
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"md17: model must be one of {MODELS}, got {self.model!r}")
-        sizes = SIZES[self.model]
+        sizes = DEFAULTS[self.model]
         self.n_train = tuple(sizes[0] if self.n_train is None else self.n_train)
         self.n_val = sizes[1] if self.n_val is None else self.n_val
         self.n_test = sizes[2] if self.n_test is None else self.n_test
+        self.oversampling = sizes[3] if self.oversampling is None else self.oversampling
         if not self.n_train or any(int(n) != n or n < 1 for n in self.n_train):
             raise ValueError(f"md17: n_train must be positive integers, got {self.n_train!r}")
         for name in ("n_val", "n_test"):
