@@ -365,7 +365,7 @@ def _add_md17(sub):
 
     default = {f.name: f.default for f in dataclasses.fields(MD17Config)}
 
-    q = sub.add_parser("md17", help="MD17-style forces: the l = 1 matrix kernel or energy + force training (learning curve)",
+    q = sub.add_parser("md17", help="MD17-style forces: l = 1 matrix kernel or energy + force training",
                        description=MD17_HELP, formatter_class=_Formatter)
     q.add_argument("--data", default=None, metavar="NPZ",
                    help="conformations of one molecule: z (n_atoms,), R (B, n_atoms, 3) in Angstrom, F (B, n_atoms, 3) "

@@ -41,7 +41,8 @@ from .common import DEFAULT_RIDGES, Timer, environment_info, fit_predict, format
     plot_if_available, save_figure, select_ridge, write_json
 
 __all__ = ["MD17Config", "RIDGES", "MODELS", "network", "energy_network", "split", "element_kernels", "fit_forces",
-           "fit_energy_forces", "gram_rows", "energy_force_curve", "run", "print_summary", "plot_curve", "save", "KCAL_MOL_IN_MEV"]
+           "fit_energy_forces", "gram_rows", "energy_force_curve", "run", "print_summary", "plot_curve", "save",
+           "KCAL_MOL_IN_MEV"]
 
 from ..data.units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL
 
@@ -290,7 +291,8 @@ def run(cfg: MD17Config, log=print) -> dict:
     d = D.load_md17(cfg.source)
     z, R, F = d["z"], d["R"], d["F"]
     if cfg.model == "energy-forces" and "E" not in d:
-        raise ValueError(f"md17: model 'energy-forces' needs energies E (n_conf,) in {cfg.source}")
+        raise ValueError(f"md17: model 'energy-forces' needs energies E (n_conf,) in "
+                         f"{cfg.source or D.default_md17_path()}")
     n_conf, n_at = R.shape[0], z.size
     test, val, train = split(n_conf, cfg.n_test, cfg.n_val, max(cfg.n_train), cfg.seed, cfg.test_seed)
     pool = np.concatenate([val, train])
