@@ -85,6 +85,7 @@ def test_kernel_fn_rtol_meets_the_request_against_a_fine_grid(scale):
         assert np.max(np.abs(g - r)) / np.max(np.abs(r)) <= 1e-4, kind
 
 
+@pytest.mark.slow  # 9-13 s; the one-layer cases stay in the fast suite
 def test_at_rtol_regrids_every_quadrature_layer_of_a_deep_network():
     x = np.random.default_rng(4).normal(size=(6, L * L, 2))
     net = lambda o1, o2: stax.serial(stax.S2ConvSO3(2, L), stax.Erf(), stax.SO3ConvSO3(2, 3, oversampling=o1),  # noqa: E731

@@ -7,8 +7,9 @@ import pytest
 
 NB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 NOTEBOOKS = sorted(glob.glob(os.path.join(NB_DIR, "*.ipynb")))
-#: run by the fast suite (the main QM9 example and the newest one); the others, 15-30 s each, with -m slow
-FAST = {"01_qm9_kernel_regression.ipynb", "05_md17_forces.ipynb"}
+#: run by the fast suite: the main QM9 example; the others (15-47 s each) with -m slow. Notebook 05's functions are
+#: covered by tests/test_forces.py and the `eqntk md17 --model energy-forces` test
+FAST = {"01_qm9_kernel_regression.ipynb"}
 PARAMS = [pytest.param(p, marks=() if os.path.basename(p) in FAST else pytest.mark.slow) for p in NOTEBOOKS]
 
 

@@ -41,7 +41,8 @@ def images(n=3, H=5, W=5, C=2, seed=0):
     return np.random.default_rng(seed).normal(size=(n, H, W, C))
 
 
-@pytest.mark.parametrize("group,padding", [("p4", "SAME"), pytest.param("p4m", "CIRCULAR", marks=pytest.mark.slow),
+@pytest.mark.parametrize("group,padding", [pytest.param("p4", "SAME", marks=pytest.mark.slow),
+                                           pytest.param("p4m", "CIRCULAR", marks=pytest.mark.slow),
                                            pytest.param("p2", "VALID", marks=pytest.mark.slow), ("cnn", "SAME")])
 def test_empirical_kernels_close_at_moderate_width(group, padding):
     x = images(H=6 if group == "p2" else 5)

@@ -272,7 +272,8 @@ def _empirical_ntk(f, x, seeds):
     return np.mean(out, axis=0)
 
 
-@pytest.mark.parametrize("group", ["cnn", pytest.param("p4", marks=pytest.mark.slow)])  # p4: 12 s
+@pytest.mark.slow  # 8-12 s each; the finite-ensemble NNGP tests above stay in the fast suite
+@pytest.mark.parametrize("group", ["cnn", "p4"])
 def test_avg_pool_flatten_empirical_ntk(group):
     """The NTK over all parameters (Jacobians of wide finite networks) against kernel_fn's, and not GlobalAvgPool's
     (GroupPool's) readout."""
