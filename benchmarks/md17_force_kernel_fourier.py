@@ -19,12 +19,11 @@ with p_a = s vec_l(xd_a,l x'_l^T), q_b = s vec_l(x_l xd'_b,l^T), A_X = sum_g w P
 Phi = sum_g w Psi_BB D4 D4^T = T (sum_g w Psi_BB D6(g)) with the fixed 7056x455 (sparse) linearisation T of
 D4 D4^T in the degree <= 6 Wigner entries D6.
 
-Variants (--variants analysis:T[:layout]): the default "sep:cg:g" / "sep:cg:c" use eqntk's separable analysis
+Variants (--variants analysis:T:pointwise): the default "sep:cg:g" / "sep:cg:c" use eqntk's separable analysis
 (so3.transform.from_grid) for sum_g w f D6, Phi from the rank-one (real Clebsch-Gordan) factors of T's
 (l1, l2, L) blocks, per-element-group GEMMs with the tangent sums over atom i done before contracting with
 atom j's tangents; ":g" takes the pointwise derivatives of Dense(Rbf) by elementwise autodiff (generic),
 ":c" uses Rbf's closed form (all derivatives = c0 exp(-g(q+q'-2B)) poly(B): one exp, one or two analyses).
-make_fourier_tile (no layout suffix) is the first, straightforward per-pair version.
 """
 import argparse
 import math
@@ -48,8 +47,8 @@ from eqntk.core.pointwise import AffineMap, SinMap  # noqa: E402
 from eqntk.experiments import qm9  # noqa: E402
 from eqntk.forces import _tile_program, conformation_kernel  # noqa: E402
 from eqntk.so3.quadrature import grid_bandlimit_for, pool_rule, so3_grid  # noqa: E402
-from eqntk.so3.transform import from_grid, to_grid  # noqa: E402
-from eqntk.so3.wigner import pad_blocks, unpad_blocks, wigner_D_padded  # noqa: E402
+from eqntk.so3.transform import from_grid  # noqa: E402
+from eqntk.so3.wigner import unpad_blocks, wigner_D_padded  # noqa: E402
 
 L_IN = 4
 N4 = 84     # sum_{l<4} (2l+1)^2
@@ -89,26 +88,6 @@ def degree_slices():
     return [slice(l * l, (l + 1) ** 2) for l in range(L_IN)]
 
 
-def packed_outer(a, b):
-    """sum_c a[..., l, m, c] b[..., l, n, c] packed (..., 84) in order (l, m, n); a, b flat (..., 16, C)."""
-    out = []
-    for sl in degree_slices():
-        o = jnp.einsum("...mc,...nc->...mn", a[..., sl, :], b[..., sl, :])
-        out.append(o.reshape(o.shape[:-2] + (-1,)))
-    return jnp.concatenate(out, axis=-1)
-
-
-def block_apply(A, v):
-    """(A^l v_l): A (..., 84) packed blocks, v (..., 16, C) -> (..., 16, C), (A v)[l, m, c] = sum_n A_l[m, n] v[l, n, c]."""
-    out, o = [], 0
-    for l, sl in enumerate(degree_slices()):
-        k = 2 * l + 1
-        Al = A[..., o:o + k * k].reshape(A.shape[:-1] + (k, k))
-        o += k * k
-        out.append(jnp.einsum("...mn,...nc->...mc", Al, v[..., sl, :]))
-    return jnp.concatenate(out, axis=-2)
-
-
 # ----------------------------------------------------------------------------- Psi and its derivatives
 def psi_fn(kind):
     sin = SinMap(math.sqrt(2.0), math.sqrt(2.0 * GAMMA), math.pi / 4)
@@ -132,18 +111,6 @@ def psi_derivs(kind):
 
 
 # ----------------------------------------------------------------------------- the Fourier path
-def sparse_rows(T):
-    """(idx, val) (rows, K): the nonzeros of each row of T, padded with index 0 / value 0."""
-    nz = [np.nonzero(r)[0] for r in T]
-    K = max(len(i) for i in nz)
-    idx = np.zeros((T.shape[0], K), np.int32)
-    val = np.zeros((T.shape[0], K))
-    for r, i in enumerate(nz):
-        idx[r, :len(i)] = i
-        val[r, :len(i)] = T[r, i]
-    return idx, val
-
-
 def cg_factors(T):
     """Per (l1, l2): (Q1 (k1, k2, k1 k2), Q2 (k1, k2, k1 k2), idx (k1 k2, k1 k2)) with
     Phi^{l1 l2}[m1 n1, m2 n2] = sum_{M N} Q1[m1, m2, M] Bd[M, N] Q2[n1, n2, N], Bd = blockdiag_L(A6 degree-L block)
@@ -175,103 +142,8 @@ def cg_factors(T):
 LS6 = np.concatenate([np.full((2 * l + 1) ** 2, l) for l in range(7)])
 
 
-def make_fourier_tile(z, env, osf, kind, analysis="sep", tmode="sparse", stop=None):
-    z = np.asarray(z)
-    I, J = zip(*[(i, j) for i in range(len(z)) for j in range(len(z)) if z[i] == z[j]])
-    I, J = np.array(I), np.array(J)
-    B = grid_bandlimit_for(L_IN, 1, osf, True)
-    assert pool_rule(L_IN, osf, True) is None, "eqntk would use a point rule here; this prototype uses the grid"
-    grid = so3_grid(B)
-    D6, w = wigner_packed(7, grid)
-    D6 = jnp.asarray(D6)
-    D4 = D6[:, :N4]
-    w = jnp.asarray(w)
-    T, terr = t_matrix()
-    Tj = jnp.asarray(T)
-    der = psi_derivs(kind)
-    idx, val = sparse_rows(T)
-    idx, val = jnp.asarray(idx), jnp.asarray(val)
-    shape3 = grid.shape
-    inv2l1 = jnp.asarray(1.0 / (2 * LS6 + 1))
-
-    def analyse(vals, n):
-        """sum_g vals(g) D_n(g) for the first n packed entries: (..., G) -> (..., n)."""
-        if analysis == "dense":
-            return vals @ D6[:, :n]
-        Lb = 7 if n == N6 else 4
-        blocks = from_grid(vals.reshape(vals.shape[:-1] + shape3), B, Lb)  # (2l+1) sum w f D, w folded in
-        return unpad_blocks(blocks) * inv2l1[:n]
-
-    def phi_of(A6):
-        if tmode == "dense":
-            return (A6 @ Tj.T).reshape(A6.shape[:-1] + (N4, N4))
-        return jnp.sum(A6[..., idx] * val, axis=-1).reshape(A6.shape[:-1] + (N4, N4))
-
-    def per_conf(R):
-        x = env(R)                                             # (n, 16, C)
-        xd = jax.jacfwd(env)(R)                                # (n, 16, C, n, 3)
-        xd = jnp.moveaxis(xd.reshape(xd.shape[:3] + (-1,)), -1, 1)   # (n, 3n, 16, C)
-        return x, xd
-
-    def tile(R1, R2):
-        X1, Xd1 = jax.vmap(per_conf)(R1)
-        X2, Xd2 = jax.vmap(per_conf)(R2)
-        C = X1.shape[-1]
-        s = W_STD**2 / (4 * np.pi * C)
-        b1, b2, P = R1.shape[0], R2.shape[0], I.size
-        bc = lambda a, first: jnp.broadcast_to(  # noqa: E731
-            a[:, None] if first else a[None, :], (b1, b2) + a.shape[1:])
-        x = bc(X1[:, I], True)          # (b1, b2, P, 16, C)
-        xp = bc(X2[:, J], False)
-        xd = bc(Xd1[:, I], True)        # (b1, b2, P, 27, 16, C)
-        xdp = bc(Xd2[:, J], False)
-        q = s * jnp.sum(x**2, axis=(-2, -1))                 # (b1, b2, P)
-        qp = s * jnp.sum(xp**2, axis=(-2, -1))
-        qd = 2 * s * jnp.einsum("...lc,...alc->...a", x, xd)    # (b1, b2, P, 27)
-        qdp = 2 * s * jnp.einsum("...lc,...alc->...a", xp, xdp)
-        if stop == "tangents":
-            return jnp.sum(X1) + jnp.sum(Xd1) + jnp.sum(X2) + jnp.sum(Xd2) + jnp.sum(qd) + jnp.sum(qdp)
-        M = s * packed_outer(x, xp)                            # (b1, b2, P, 84)
-        Bg = M @ D4.T                                          # (b1, b2, P, G)
-        qq, qqp = q[..., None], qp[..., None]
-        if analysis == "dense":
-            v = {k: der[k](Bg, qq, qqp) * w for k in der}      # weighted values on the grid
-        else:                                                  # from_grid applies the weights
-            v = {k: der[k](Bg, qq, qqp) for k in der}
-            v.update({k: v[k] * w for k in ("psi", "q", "qp", "qqp")})
-        sums = {k: jnp.sum(v[k], axis=-1) for k in ("psi", "q", "qp", "qqp")}
-        if stop == "grid":
-            return sum(jnp.sum(a) for a in v.values())
-        A6 = analyse(v["BB"], N6)                              # (b1, b2, P, 455)
-        AB, ABqp, AqB = (analyse(v[k], N4) for k in ("B", "Bqp", "qB"))  # (b1, b2, P, 84)
-        if stop == "analysis":
-            return jnp.sum(A6) + jnp.sum(AB) + jnp.sum(ABqp) + jnp.sum(AqB)
-        Phi = phi_of(A6)
-        if stop == "phi":
-            return jnp.sum(Phi) + jnp.sum(AB) + jnp.sum(ABqp) + jnp.sum(AqB)
-        p = s * packed_outer(xd, xp[..., None, :, :])          # (b1, b2, P, 27, 84)
-        qv = s * packed_outer(x[..., None, :, :], xdp)
-        # energies and first derivatives
-        ee = jnp.sum(sums["psi"], axis=-1)
-        fe = -jnp.sum(jnp.einsum("...ae,...e->...a", p, AB) + qd * sums["q"][..., None], axis=-2)
-        ef = -jnp.sum(jnp.einsum("...be,...e->...b", qv, AB) + qdp * sums["qp"][..., None], axis=-2)
-        # second derivatives
-        t1 = jnp.einsum("...ae,...ef,...bf->...ab", p, Phi, qv)
-        Y = block_apply(AB[..., None, :], xdp)                 # (b1, b2, P, 27, 16, C)
-        t2 = s * jnp.einsum("...alc,...blc->...ab", xd, Y)
-        t3 = jnp.einsum("...ae,...e->...a", p, ABqp)[..., :, None] * qdp[..., None, :]
-        t4 = qd[..., :, None] * jnp.einsum("...be,...e->...b", qv, AqB)[..., None, :]
-        t5 = qd[..., :, None] * qdp[..., None, :] * sums["qqp"][..., None, None]
-        ff = jnp.sum(t1 + t2 + t3 + t4 + t5, axis=-3)
-        return ee, ef, fe, ff
-
-    info = dict(B=B, G=grid.size, pairs=int(I.size), T_err=float(terr), T_nnz=int(np.count_nonzero(T)),
-                T_K=int(idx.shape[1]), analysis=analysis, T=tmode)
-    return jax.jit(tile), info
-
-
-def make_fourier_tile2(z, env, osf, kind, analysis="sep", tmode="sym", stop=None, closed=False):
-    """Same blocks as make_fourier_tile, organised per element group as (I, i, J, j) GEMMs (no broadcast copies)."""
+def make_fourier_tile(z, env, osf, kind, analysis="sep", tmode="cg", closed=False):
+    """The blocks ``(ee, ef, fe, ff)`` of a tile, per element group as (I, i, J, j) GEMMs; ``closed``: Rbf's closed form."""
     z = np.asarray(z)
     groups = [np.nonzero(z == e)[0] for e in np.unique(z)]
     B = grid_bandlimit_for(L_IN, 1, osf, True)
@@ -334,8 +206,6 @@ def make_fourier_tile2(z, env, osf, kind, analysis="sep", tmode="sym", stop=None
         C = X1.shape[-1]
         s = W_STD**2 / (4 * np.pi * C)
         b1, b2 = R1.shape[0], R2.shape[0]
-        if stop == "tangents":
-            return jnp.sum(X1) + jnp.sum(Xd1) + jnp.sum(X2) + jnp.sum(Xd2)
         G = [(X1[:, g], Xd1[:, g], X2[:, g], Xd2[:, g]) for g in groups]
         # grid part on all pairs at once
         Ms = []
@@ -370,8 +240,6 @@ def make_fourier_tile2(z, env, osf, kind, analysis="sep", tmode="sym", stop=None
                 ABqp = AqB = -g_ * AB
                 psi0 = c0 * (AE[..., 0] + 2 * g_ * AEB[..., 0])
                 sums = {"psi": psi0, "q": -g_ * psi0, "qp": -g_ * psi0, "qqp": g_**2 * psi0}
-            if stop == "grid":
-                return jnp.sum(E)
         else:
             v = {k: der[k](Bg, qq, qqp) for k in der}
             if analysis == "dense":
@@ -379,15 +247,9 @@ def make_fourier_tile2(z, env, osf, kind, analysis="sep", tmode="sym", stop=None
             else:
                 v.update({k: v[k] * w for k in ("psi", "q", "qp", "qqp")})
             sums = {k: jnp.sum(v[k], axis=-1) for k in ("psi", "q", "qp", "qqp")}
-            if stop == "grid":
-                return sum(jnp.sum(a) for a in v.values())
             A6 = analyse(v["BB"], N6)
             AB, ABqp, AqB = (analyse(v[k], N4) for k in ("B", "Bqp", "qB"))
-        if stop == "analysis":
-            return jnp.sum(A6) + jnp.sum(AB) + jnp.sum(ABqp) + jnp.sum(AqB)
         Phi = phi_of(A6)
-        if stop == "phi":
-            return jnp.sum(Phi) + jnp.sum(AB) + jnp.sum(ABqp) + jnp.sum(AqB) + sum(jnp.sum(a) for a in sums.values())
         ee = ef = fe = ff = 0.0
         cuts = np.cumsum([0] + sizes)
         for gi, (x1, xd1, x2, xd2) in enumerate(G):
@@ -448,8 +310,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-autodiff", action="store_true")
     ap.add_argument("--variants", nargs="+", default=["sep:cg:g", "sep:cg:c"],
-                    help="analysis:T[:layout]; analysis dense|sep, T dense|sparse|sym|cg, layout: none = per-pair reference, "
-                         "g = per element group with autodiff pointwise derivatives, c = the same with Rbf closed forms")
+                    help="analysis:T:pointwise; analysis dense|sep, T dense|sym|cg, pointwise g (elementwise autodiff "
+                         "of the pointwise derivatives) or c (Rbf's closed forms)")
     ap.add_argument("--out", default="benchmarks/results/md17_force_kernel_fourier.json")
     args = ap.parse_args()
     rows = []
@@ -469,11 +331,10 @@ def main():
             fouriers = {}
             print(f"\n== oversampling {osf}, {kind}", flush=True)
             for var in args.variants:
-                an, tm, *lay = var.split(":")
-                if lay:
-                    f, info = make_fourier_tile2(z, env, osf, kind, an, tm, closed=lay == ["c"])
-                else:
-                    f, info = make_fourier_tile(z, env, osf, kind, an, tm)
+                an, tm, pw = var.split(":")
+                if an not in ("dense", "sep") or tm not in ("dense", "sym", "cg") or pw not in ("g", "c"):
+                    raise ValueError(f"--variants: {var!r} is not analysis:T:pointwise (see --help)")
+                f, info = make_fourier_tile(z, env, osf, kind, an, tm, closed=pw == "c")
                 t0 = time.perf_counter()
                 of = jax.block_until_ready(f(R1, R2))
                 print(f"fourier {var} {info} compile+run {time.perf_counter() - t0:.1f} s", flush=True)
