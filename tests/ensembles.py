@@ -1,6 +1,6 @@
 """Monte Carlo over finite networks: the empirical NNGP of an ensemble and the acceptance rule (test oracle).
 
-Shared by the residual, SO(3)-residual and readout-layer tests.
+Shared by the residual, SO(3)-residual, readout-layer and example-group tests.
 """
 
 import jax
@@ -21,6 +21,20 @@ def ensemble_nngp(body, x, n_seeds: int, W: float, B: float, seed: int = 0) -> n
         return W**2 * g @ g.T / g.shape[-1] + B**2
 
     return np.asarray(jax.jit(jax.vmap(one))(keys))
+
+
+def mean_empirical(kernel, network, x, n_networks: int, seed: int, batch_size=None) -> np.ndarray:
+    """Mean over ``n_networks`` random draws of ``network = (init_fn, apply_fn, _)`` of ``kernel(apply_fn, params, x)``
+    (e.g. :func:`eqntk.core.empirical.empirical_nngp` or ``empirical_ntk``): ``(N, N)``; ``batch_size`` networks at a
+    time (``jax.lax.map``)."""
+    init_fn, apply_fn, _ = network
+
+    def one(key):
+        _, params = init_fn(key, x.shape)
+        return kernel(apply_fn, params, x)
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_networks)
+    return np.asarray(jax.lax.map(one, keys, batch_size=batch_size).mean(0))
 
 
 def check_ensemble(emp, kernel, wrong, width: int, n_se: float = 5.0, bias: float = 2.0) -> None:

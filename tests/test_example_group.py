@@ -7,7 +7,6 @@ group"). Checked: a closed form (linear network), Monte Carlo over finite networ
 residual block), exact equivariance before pooling and invariance after it, the refusals' wording.
 """
 
-import jax
 import numpy as np
 import pytest
 
@@ -15,6 +14,7 @@ from eqntk import stax
 from eqntk.core.empirical import empirical_nngp, empirical_ntk
 from eqntk.core.kernel import KernelState
 
+from ensembles import mean_empirical
 from example_group import C2Conv, C2Lift, C2Pairs, C2Pool, reflect
 
 W, B = 1.3, 0.4  # W_std, b_std of every parameterised layer
@@ -60,13 +60,7 @@ def test_monte_carlo_nngp_with_a_residual_block():
     (MC and 1/width); tolerance 0.08. Without the skip connection the kernel is outside it."""
     x = signals()
     K = resnet().kernel_fn(x, get="nngp")
-    init_fn, apply_fn, _ = resnet(64, 32)
-
-    def one(key):
-        _, params = init_fn(key, x.shape)
-        return empirical_nngp(apply_fn, params, x)
-
-    mc = jax.lax.map(one, jax.random.split(jax.random.PRNGKey(1), 1000), batch_size=100).mean(0)
+    mc = mean_empirical(empirical_nngp, resnet(64, 32), x, 1000, seed=1, batch_size=100)
     scale = np.abs(K).max()
     assert np.abs(mc - K).max() / scale < 0.08
     no_skip = resnet(skip=False).kernel_fn(x, get="nngp")
@@ -77,13 +71,7 @@ def test_monte_carlo_ntk_with_a_residual_block():
     """Mean empirical NTK of 8 networks of width 256 (4 outputs): observed 0.007 at 32 networks; tolerance 0.05."""
     x = signals()
     K = resnet().kernel_fn(x, get="ntk")
-    init_fn, apply_fn, _ = resnet(256, 4)
-
-    def one(key):
-        _, params = init_fn(key, x.shape)
-        return empirical_ntk(apply_fn, params, x)
-
-    mc = jax.lax.map(one, jax.random.split(jax.random.PRNGKey(2), 8)).mean(0)
+    mc = mean_empirical(empirical_ntk, resnet(256, 4), x, 8, seed=2)
     assert np.abs(mc - K).max() / np.abs(K).max() < 0.05
 
 
