@@ -11,9 +11,10 @@ with the molecular same-element kernel ``k(R, R')`` of the `eqntk qm9` default S
 conformations: the joint Gram of :func:`eqntk.forces.energy_force_gram` (``N (1 + 3n)`` rows:
 ``k``, ``−∂k/∂R'``, ``∂²k/∂R∂R'`` blocks), regularised block-wise (a relative ridge times the
 mean diagonal of the energy block on energy rows and of the force block on force rows), solved
-for the coefficients ``(α, β)``. Test energies and forces come from
-:func:`eqntk.forces.energy_force_predict` (``E(R) = Σ α_b k(R, R_b) − Σ β_b · ∂k/∂R_b``,
-``F = −∂E/∂R``), which is exact and never forms the test–train force blocks.
+for the coefficients ``(α, β)``. Test energies and forces (``E(R) = Σ α_b k(R, R_b) − Σ β_b · ∂k/∂R_b``,
+``F = −∂E/∂R``) come from the test–training Gram for the SO(3) network (its blocks by the Fourier-side
+derivatives of :mod:`eqntk.so3.derivatives`) and from :func:`eqntk.forces.energy_force_predict` for
+the MLP (:func:`eqntk.experiments.md17.energy_force_curve`).
 
 Splits: those of ``eqntk md17`` and the other two variants (:func:`eqntk.experiments.md17.split`
 with ``--n-val 200``): the same fixed test conformations (here the first ``--n-test`` of them)
@@ -126,6 +127,8 @@ def _result(args, rows, seconds, cost, spec) -> dict:
             "networks": {"so3": "eqntk qm9 default (S2ConvSO3 -> Rbf(gamma) -> SO3Pool -> Dense)",
                          "mlp": "Dense -> Rbf(gamma) -> Dense on the flattened environments"},
             "float": "float64", "environments": repr(spec),
+            "gram_route": "so3: Fourier-side derivatives (eqntk.so3.derivatives) since stop 28, autodiff before; "
+                          "mlp: autodiff",
             "results": summary, "per_seed": rows, "anchors": ANCHORS, "seconds": seconds,
             "cost_per_conformation_pair_s": cost, "load_average_end": harness.load_average(),
             "environment": environment_info()}

@@ -9,6 +9,7 @@ equivariance up to the SO(3) quadrature error.
 import numpy as np
 import pytest
 import jax
+import jax.numpy as jnp
 
 import eqntk.data as D
 from eqntk import stax
@@ -236,3 +237,83 @@ def test_energy_force_predict_equals_the_cross_gram(small_kernel):
         energy_force_predict(k, R_train, coef[:-1], R)
     with pytest.raises(ValueError, match="one molecule"):
         energy_force_predict(k, R_train, coef, R[:, :3])
+
+
+# Fourier-side derivative kernels (eqntk.so3.derivatives) against forward-over-reverse autodiff of the kernel:
+# two independent routes to the same quadrature, so they agree to rounding
+
+FOURIER_NETS = {
+    # the eqntk qm9 network's shape on a point rule (Rbf takes the rule's weights inside its exponential)
+    "rbf_rule": lambda: stax.serial(stax.S2ConvSO3(4, 3), stax.Rbf(0.7), stax.SO3Pool(oversampling=3.0),
+                                    stax.Dense(1)),
+    # biases, two nonlinearities and a 1x1 layer before the pool, a biased readout, the product grid
+    "relu_sin_grid": lambda: stax.serial(stax.S2ConvSO3(4, 3, W_std=1.3, b_std=0.4), stax.Relu(),
+                                         stax.Dense(8, 1.1, 0.2), stax.Sin(1.0, 0.8, 0.3),
+                                         stax.SO3Pool(oversampling=4.0, rule=False), stax.Dense(1, 0.9, 0.5)),
+}
+
+
+@pytest.fixture(scope="module")
+def five_atoms():
+    ms = D.load_qm9()[:50]
+    m = ms[int(np.nonzero(ms.counts == 5)[0][0])]
+    spec = D.EnvironmentSpec(bandlimit=3, radial="gaussian", n_radial=2, radial_scaling=2.0)
+    env0 = environment_fn(m.Z, spec)
+    return m, lambda R: env0(R) * 0.3
+
+
+@pytest.mark.parametrize("net", [pytest.param("rbf_rule"), pytest.param("relu_sin_grid", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("get", ["ntk", "nngp"])
+def test_fourier_energy_force_gram_equals_autodiff(five_atoms, net, get):
+    from eqntk.forces import conformation_kernel, energy_force_gram
+    from eqntk.so3.derivatives import pooled_lift
+
+    m, env = five_atoms
+    kf = FOURIER_NETS[net]()[2]
+    assert pooled_lift(kf) is not None
+    k = conformation_kernel(kf, m.Z, env, get=get)
+    R = _conformations(m, 3, seed=8)
+    want = energy_force_gram(k, R, batch=2, method="autodiff")
+    got = energy_force_gram(k, R, batch=2, method="fourier")
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def test_fourier_route_is_taken_only_where_it_applies(five_atoms):
+    from eqntk.forces import _route, conformation_kernel, energy_force_gram
+    from eqntk.so3.derivatives import pooled_lift
+
+    m, env = five_atoms
+    pooled = stax.serial(stax.S2ConvSO3(4, 3), stax.Erf(), stax.SO3Pool(), stax.Dense(2), stax.Dense(1))[2]
+    nested = stax.serial(stax.serial(stax.S2ConvSO3(4, 3), stax.Tanh()), stax.SO3Pool(), stax.Dense(1))[2]
+    assert pooled_lift(pooled).readout and pooled_lift(nested) is not None
+    # after the pool a LayerNorm or nonlinearity acts on pooled values (and pooled self-variances): not point by point
+    others = [stax.serial(stax.S2ConvSO3(4, 3), stax.Erf(), stax.SO3Pool(), stax.Dense(3), stax.LayerNorm(),
+                          stax.Dense(1))[2],
+              stax.serial(stax.S2ConvSO3(4, 3), stax.SO3Pool(), stax.Dense(3), stax.Relu(), stax.Dense(1))[2],
+              stax.serial(stax.S2ConvSO3(4, 3), stax.Elementwise(jnp.tanh, name="tanh"), stax.SO3Pool(),
+                          stax.Dense(1))[2],  # a named map: its spec does not hold the function
+              stax.serial(stax.S2ConvSO3(4, 3), stax.Erf(), stax.SO3ConvSO3(4, 2), stax.Erf(), stax.SO3Pool(),
+                          stax.Dense(1))[2],
+              stax.serial(stax.Dense(4), stax.Erf(), stax.Dense(1))[2]]
+    for kf in others:
+        assert pooled_lift(kf) is None
+        k = conformation_kernel(kf, m.Z, env)
+        assert _route(k, "auto") == "autodiff"
+        with pytest.raises(ValueError, match="method='fourier' needs"):
+            energy_force_gram(k, m.R[None], method="fourier")
+    assert _route(conformation_kernel(pooled, m.Z, env), "auto") == "fourier"
+    plain = lambda R1, R2: jnp.sum(R1 * R2)  # noqa: E731  any differentiable k(R, R')
+    assert _route(plain, "auto") == "autodiff"
+    with pytest.raises(ValueError, match="method must be one of"):
+        energy_force_gram(plain, m.R[None], method="dense")
+    R = _conformations(m, 2, seed=9)
+    G = energy_force_gram(plain, R)  # k = Σ R·R': ee = R·R', ef = −R, fe = −R', ff = I for every pair
+    n3 = 3 * len(m.Z)
+    for a in range(2):
+        for b in range(2):
+            ee, ef, fe, ff = _blocks(G, 2, 2, n3, a, b)
+            np.testing.assert_allclose(ee, np.sum(R[a] * R[b]))
+            np.testing.assert_allclose(ef, -R[a].ravel())
+            np.testing.assert_allclose(fe, -R[b].ravel())
+            np.testing.assert_allclose(ff, np.eye(n3))

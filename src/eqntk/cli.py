@@ -346,10 +346,10 @@ l = 1 matrix kernel of S2ConvSO3 -> Rbf -> SO3ConvSO3(., 2), one regression per 
 
 --model energy-forces: the energy model of the eqntk qm9 SO(3) network (S2ConvSO3 -> Rbf ->
 SO3Pool -> Dense) trained on the energies and forces of the training conformations (its joint
-energy-force Gram); test energies and forces F = -dE/dR. Its force-force blocks need a finer
-quadrature (default oversampling 8, against 6 for the vector model); about 0.15 s per pair of
-training conformations on a 2-core CPU, hence smaller defaults: N = 25 50, 20 validation, 50 test
-conformations (~15 min for NTK and NNGP on ethanol).
+energy-force Gram, its derivatives taken on the Fourier side); test energies and forces F = -dE/dR.
+Its force-force blocks need a finer quadrature (default oversampling 8, against 6 for the vector
+model); about 16 ms per pair of conformations on a 2-core CPU, hence smaller defaults: N = 25 50,
+20 validation, 50 test conformations.
 
 Without --data it runs on the 500 MD17 ethanol conformations shipped with eqntk
 (eqntk.data.load_md17(); energies in kcal/mol, forces in kcal/mol/Angstrom):

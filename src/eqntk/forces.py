@@ -29,8 +29,8 @@ import jax.numpy as jnp
 
 from .core.checks import check_kind
 
-__all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "conformation_kernel", "energy_force_kernel",
-           "energy_force_gram", "energy_force_predict"]
+__all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "ConformationKernel", "conformation_kernel",
+           "energy_force_kernel", "energy_force_gram", "energy_force_predict"]
 
 
 def reference_weights(molecules, alpha) -> np.ndarray:
@@ -181,21 +181,36 @@ def energies_and_forces(energy: Callable, R, *, batch: int = 16) -> tuple[np.nda
 # ---------------------------------------------------------------------------------------------
 
 
-def conformation_kernel(kernel_fn, Z, environment: Callable, *, get: str = "ntk") -> Callable:
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConformationKernel:
     """``k(R, R')``: the molecular same-element kernel between two conformations of one molecule.
 
-    ``k(R, R') = Σ_{i, j: Z_i = Z_j} k_atom(x_i(R), x_j(R'))`` with ``x = environment(R)``, a pure
-    JAX function of the two ``(n, 3)`` position arrays (differentiable in both).
+    ``k(R, R') = Σ_{i, j: Z_i = Z_j} k_atom(x_i(R), x_j(R'))`` with ``x = environment(R)``; calling it
+    is a pure JAX function of the two ``(n, 3)`` position arrays (differentiable in both). It keeps
+    the atom ``kernel_fn``, so :func:`energy_force_gram` can use a faster route for the networks
+    that have one (:mod:`eqntk.so3.derivatives`). Compiled programs are kept per object: build it
+    once and reuse it.
     """
-    Z = np.asarray(Z)
+
+    kernel_fn: Any
+    Z: np.ndarray
+    environment: Callable
+    get: str = "ntk"
+
+    def __call__(self, R1, R2):
+        x1, x2 = self.environment(R1), self.environment(R2)
+        return sum(jnp.sum(self.kernel_fn.tile(x1[g], x2[g], get=self.get)) for g in _element_groups(self.Z))
+
+
+def _element_groups(Z) -> list:
+    return [np.nonzero(Z == e)[0] for e in np.unique(Z)]
+
+
+def conformation_kernel(kernel_fn, Z, environment: Callable, *, get: str = "ntk") -> ConformationKernel:
+    """``k(R, R')``, a :class:`ConformationKernel`: the same-element kernel of the atoms ``Z (n,)`` of two
+    conformations, with ``environment: R (n, 3) → (n, ...)`` the kernel's inputs."""
     check_kind("conformation_kernel", get)
-    groups = [np.nonzero(Z == e)[0] for e in np.unique(Z)]
-
-    def k(R1, R2):
-        x1, x2 = environment(R1), environment(R2)
-        return sum(jnp.sum(kernel_fn.tile(x1[g], x2[g], get=get)) for g in groups)
-
-    return k
+    return ConformationKernel(kernel_fn, np.asarray(Z), environment, get)
 
 
 def energy_force_kernel(kernel: Callable) -> Callable:
@@ -223,21 +238,67 @@ def energy_force_kernel(kernel: Callable) -> Callable:
     return blocks
 
 
+METHODS = ("auto", "fourier", "autodiff")
+
+
 @functools.lru_cache(maxsize=8)
-def _tile_program(kernel: Callable) -> Callable:
-    """The compiled ``batch × batch`` tile of :func:`energy_force_kernel` blocks (one per kernel function)."""
+def _tile_program(kernel: Callable, method: str = "autodiff") -> Callable:
+    """The compiled tile ``(R1 (b1, n, 3), R2 (b2, n, 3)) → (ee, ef, fe, ff)`` of :func:`energy_force_kernel`
+    blocks, vmapped over both sets (one program per kernel object and method).
+
+    ``'fourier'``: :func:`eqntk.so3.derivatives.energy_force_tile` (pooled SO(3) networks only);
+    ``'autodiff'``: forward-over-reverse differentiation of ``kernel``.
+    """
+    if method == "fourier":
+        from .so3.derivatives import energy_force_tile, pooled_lift
+
+        return energy_force_tile(pooled_lift(kernel.kernel_fn), kernel.Z, kernel.environment, kernel.get)
     return jax.jit(jax.vmap(jax.vmap(energy_force_kernel(kernel), (None, 0)), (0, None)))
 
 
-def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, progress=None) -> np.ndarray:
+def _route(kernel: Callable, method: str) -> str:
+    """``'fourier'`` or ``'autodiff'``: the route :func:`energy_force_gram` takes for ``kernel`` and ``method``."""
+    from .so3.derivatives import pooled_lift
+
+    if method not in METHODS:
+        raise ValueError(f"energy_force_gram: method must be one of {METHODS}, got {method!r}")
+    fits = isinstance(kernel, ConformationKernel) and pooled_lift(kernel.kernel_fn) is not None
+    if method == "fourier" and not fits:
+        raise ValueError("energy_force_gram: method='fourier' needs a ConformationKernel (conformation_kernel) of a "
+                         "S2ConvSO3 -> pointwise layers -> SO3Pool -> Dense/LayerNorm network; use method='autodiff' "
+                         "(or 'auto') for other kernels")
+    return "fourier" if method == "fourier" or (method == "auto" and fits) else "autodiff"
+
+
+def _put_tile(gram, i: int, j: int, blocks, b1: int, b2: int, n3: int) -> None:
+    """Write one tile's blocks ``(ee (a, b), ef (a, b, 3n), fe (a, b, 3n), ff (a, b, 3n, 3n))`` for conformations
+    ``i:i+a`` of the rows and ``j:j+b`` of the columns into ``gram`` (:func:`energy_force_gram`'s layout)."""
+    ee, ef, fe, ff = blocks
+    a, b = ee.shape
+    fi, fj = slice(b1 + i * n3, b1 + (i + a) * n3), slice(b2 + j * n3, b2 + (j + b) * n3)
+    gram[i:i + a, j:j + b] = ee
+    gram[i:i + a, fj] = ef.reshape(a, b * n3)
+    gram[fi, j:j + b] = fe.transpose(0, 2, 1).reshape(a * n3, b)
+    gram[fi, fj] = ff.transpose(0, 2, 1, 3).reshape(a * n3, b * n3)
+
+
+def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: str = "auto",
+                      progress=None) -> np.ndarray:
     """The joint energy–force Gram ``(B1 (1 + 3n), B2 (1 + 3n))`` of two sets of conformations.
 
     Row/column layout: the ``B`` energies first, then the forces conformation by conformation
     (``F[b, atom, xyz]`` flattened). ``R1 (B1, n, 3)``, ``R2 (B2, n, 3)`` (``None``: ``R1``, and only
-    the upper triangle of conformation-pair tiles is computed; the result is symmetrised).
-    ``kernel``: :func:`conformation_kernel`'s. Pairs are evaluated ``batch × batch`` at a time, by one
-    program compiled per ``kernel`` and ``batch`` (kept for the next call with the same ``kernel``
-    object: compiling the second derivatives takes far longer than evaluating a tile).
+    the upper triangle of conformation-pair tiles is computed; the result is symmetric).
+    ``kernel``: :func:`conformation_kernel`'s (or any ``k(R, R')`` with ``method='autodiff'``).
+    Pairs are evaluated ``batch × batch`` at a time, by one program compiled per ``kernel``, ``method``
+    and ``batch`` (kept for the next call with the same ``kernel`` object: compiling the second
+    derivatives takes far longer than evaluating a tile).
+
+    ``method``: ``'fourier'`` differentiates a pooled SO(3) network's kernel on the Fourier side
+    (:mod:`eqntk.so3.derivatives`; 6-7x faster for the ``eqntk qm9`` network at oversampling 8,
+    benchmarks/md17_force_kernel_fourier.py); ``'autodiff'`` by forward-over-reverse automatic
+    differentiation of ``kernel`` (any network); ``'auto'``: Fourier where the network has it. The two
+    agree to rounding (tests/test_forces.py). Memory: the Gram, plus one tile's work.
     """
     from tqdm.auto import tqdm
 
@@ -247,34 +308,24 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, progress
     if R1.ndim != 3 or R2.ndim != 3 or R1.shape[1:] != R2.shape[1:] or R1.shape[2] != 3:
         raise ValueError(f"energy_force_gram: R1 {R1.shape} and R2 {R2.shape} must be (B, n, 3) of one molecule")
     b1, b2, n3 = R1.shape[0], R2.shape[0], R1.shape[1] * 3
-    f = _tile_program(kernel)
-    ee, ef = np.zeros((b1, b2)), np.zeros((b1, b2, n3))
-    fe, ff = np.zeros((b1, n3, b2)), np.zeros((b1, n3, b2, n3))
-
-    tiles = [(i, j) for i in range(0, b1, batch) for j in range(0, b2, batch) if not (same and j + batch <= i)]
+    f = _tile_program(kernel, _route(kernel, method))
+    gram = np.zeros((b1 * (1 + n3), b2 * (1 + n3)))
+    tiles = [(i, j) for i in range(0, b1, batch) for j in range(0, b2, batch) if not (same and j < i)]
     quiet = progress is False or (progress is None and len(tiles) < 8)
     for i, j in tqdm(tiles, desc="energy-force Gram", unit="tile", disable=quiet):
         (a, na), (b, nb) = _padded_batch(R1, i, batch), _padded_batch(R2, j, batch)
-        o = [np.asarray(v) for v in f(a, b)]
-        ee[i:i + na, j:j + nb] = o[0][:na, :nb]
-        ef[i:i + na, j:j + nb] = o[1][:na, :nb]
-        fe[i:i + na, :, j:j + nb] = o[2][:na, :nb].transpose(0, 2, 1)
-        ff[i:i + na, :, j:j + nb, :] = o[3][:na, :nb].transpose(0, 2, 1, 3)
-    if same:  # fill the lower triangle of conformation pairs from the upper one
-        lower = np.tril(np.ones((b1, b1), bool), -1)
-        done = np.zeros((b1, b1), bool)
-        for i, j in tiles:
-            done[i:i + batch, j:j + batch] = True
-        take = lower & ~done
-        ii, jj = np.nonzero(take)
-        ee[ii, jj] = ee[jj, ii]
-        ef[ii, jj] = fe[jj, :, ii]
-        fe[ii, :, jj] = ef[jj, ii]
-        ff[ii, :, jj, :] = ff[jj, :, ii, :].transpose(0, 2, 1)
-    top = np.concatenate([ee, ef.reshape(b1, b2 * n3)], axis=1)
-    bottom = np.concatenate([fe.reshape(b1 * n3, b2), ff.reshape(b1 * n3, b2 * n3)], axis=1)
-    gram = np.concatenate([top, bottom], axis=0)
-    return 0.5 * (gram + gram.T) if same else gram
+        ee, ef, fe, ff = (np.asarray(v) for v in f(a, b))
+        blocks = ee[:na, :nb], ef[:na, :nb], fe[:na, :nb], ff[:na, :nb]
+        _put_tile(gram, i, j, blocks, b1, b2, n3)
+        if same and j > i:  # the mirrored tile: Cov(rows j, columns i) = Cov(rows i, columns j)ᵀ
+            ee, ef, fe, ff = blocks
+            _put_tile(gram, j, i, (ee.T, fe.transpose(1, 0, 2), ef.transpose(1, 0, 2), ff.transpose(1, 0, 3, 2)),
+                      b1, b2, n3)
+        elif same:  # a diagonal tile: symmetric up to rounding; make it exactly so
+            rows = np.concatenate([np.arange(i, i + na), b1 + np.arange(i * n3, (i + na) * n3)])
+            sub = gram[np.ix_(rows, rows)]
+            gram[np.ix_(rows, rows)] = 0.5 * (sub + sub.T)
+    return gram
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,10 +20,12 @@ never used for a choice. MAE per Cartesian component over all atoms of the test 
 ``model='energy-forces'`` (:func:`energy_force_curve`): instead, the invariant energy model of the
 ``eqntk qm9`` SO(3) network (``S2ConvSO3 → Rbf → SO3Pool → Dense``), fitted by kernel ridge regression
 to the energies *and* forces of the training conformations (the joint Gram of
-:func:`eqntk.forces.energy_force_gram`), forces ``−∂E/∂R`` (:func:`eqntk.forces.energy_force_predict`);
-the ridge chosen on the validation conformations' forces. Energies and forces are both reported.
-It costs ``N (N + 1) / 2`` conformation pairs of ``(1 + 3n)²`` kernel derivatives for the training Gram
-(~0.15 s per pair at its default oversampling 8 on a 2-core CPU, ethanol), so its defaults are smaller.
+:func:`eqntk.forces.energy_force_gram`, by the Fourier-side derivatives of :mod:`eqntk.so3.derivatives`),
+test energies and forces ``−∂E/∂R`` from the test–training Gram; the ridge chosen on the validation
+conformations' forces. Energies and forces are both reported. It costs ``N (N + 1) / 2`` conformation
+pairs of ``(1 + 3n)²`` kernel derivatives for the training Gram and ``N`` per validation or test
+conformation (~16 ms per pair at its default oversampling 8 on a 2-core CPU, ethanol; 0.15 s by
+autodiff), so its defaults are smaller than the vector model's.
 Its quadrature must be finer than the vector model's: on the same MD17 ethanol split, oversampling 6
 instead of 8 raised the test force MAE at N = 100 from 39.7 to 64.6 meV/Å (docs/forces.md).
 """
@@ -239,13 +241,16 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
 
     The training Gram of the largest set and the validation–training Gram are computed once per
-    kernel and sliced for the smaller sets; test energies and forces come from
-    :func:`eqntk.forces.energy_force_predict`. Returns rows ``{'kernel', 'n_train', 'energy_mae',
+    kernel and sliced for the smaller sets. Test energies and forces: for kernels with the Fourier-side
+    derivatives (:mod:`eqntk.so3.derivatives`) from the test–training Gram of the largest set, computed
+    once and sliced (a pair costs about as much as one pair of :func:`eqntk.forces.energy_force_predict`,
+    which would be paid again for every ``N``); for the others from ``energy_force_predict``
+    (10x cheaper per pair than their autodiff Gram). Returns rows ``{'kernel', 'n_train', 'energy_mae',
     'force_mae', 'energy_mae_meV', 'force_mae_meV_A', 'ridge_rel', 'val_energy_mae', 'val_force_mae'}``
     (MAEs in data units unless named meV, which assumes kcal/mol) and ``seconds``, the times of each
     Gram and prediction with their cost per conformation pair.
     """
-    from ..forces import energy_force_gram, energy_force_predict
+    from ..forces import _route, energy_force_gram, energy_force_predict
 
     train, val, test = (np.asarray(i) for i in (train, val, test))
     n_max, n3 = max(n_train), 3 * R.shape[1]
@@ -262,15 +267,24 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         seconds[f"{name}_train_gram"], seconds[f"{name}_val_gram"] = t1 - t0, t2 - t1
         seconds[f"{name}_train_gram_s_per_pair"] = (t1 - t0) / (n_max * (n_max + 1) / 2)
         seconds[f"{name}_val_gram_s_per_pair"] = (t2 - t1) / (val.size * n_max)
+        g_te = None
+        if _route(k, "auto") == "fourier":
+            g_te = energy_force_gram(k, R[test], R[train[:n_max]], batch=batch, progress=progress)
+            seconds[f"{name}_test_gram"] = dt = time.perf_counter() - t2
+            seconds[f"{name}_test_gram_s_per_pair"] = dt / (test.size * n_max)
         for n in n_train:
             sel = gram_rows(np.arange(n), n_max, n3)
             fit = fit_energy_forces(g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val],
                                     ridges, psd_rtol)
-            t3 = time.perf_counter()
-            e_pred, f_pred = energy_force_predict(k, R[train[:n]], fit["coef"], R[test], block=16, batch=16,
-                                                  progress=progress)
-            seconds[f"{name}_predict_{n}"] = dt = time.perf_counter() - t3
-            seconds[f"{name}_predict_s_per_pair"] = dt / (n * test.size)
+            if g_te is not None:
+                pred = g_te[:, sel] @ fit["coef"]
+                e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)
+            else:
+                t3 = time.perf_counter()
+                e_pred, f_pred = energy_force_predict(k, R[train[:n]], fit["coef"], R[test], block=16, batch=16,
+                                                      progress=progress)
+                seconds[f"{name}_predict_{n}"] = dt = time.perf_counter() - t3
+                seconds[f"{name}_predict_s_per_pair"] = dt / (n * test.size)
             e_mae, f_mae = mae(e_pred + fit["energy_mean"], E[test]), mae(f_pred, F[test])
             rows.append({"kernel": name, "n_train": int(n), "energy_mae": e_mae, "force_mae": f_mae,
                          "energy_mae_meV": e_mae * KCAL_MOL_IN_MEV, "force_mae_meV_A": f_mae * KCAL_MOL_IN_MEV,

@@ -39,7 +39,7 @@ from .quadrature import SO3Rule, grid_bandlimit_for, pool_rule, so3_grid
 from .transform import fourier_cost_per_point, rule_chunks, rule_wigner, slice_plan
 from .wigner import _pad_index, num_block_coeffs, pad_blocks, unpad_blocks, wigner_d_beta, z_rotation_factors
 
-__all__ = ["LiftBase", "FourierBase", "SumBase", "PairFunction", "SO3Pairs", "integrate"]
+__all__ = ["LiftBase", "FourierBase", "SumBase", "PairFunction", "SO3Pairs", "integrate", "pool_points"]
 
 
 def _rotate_orders(v, c, s, m_axis: int):
@@ -394,9 +394,24 @@ def _pool_points(pf: PairFunction, L_out: int, oversampling: float, rule: bool) 
     Sin) or there is no map. Otherwise XLA's CPU backend materialises the weights at the values'
     full size and the pool ran 1.9x slower than on the grid (Erf, 128 x 128 tile, measured).
     """
-    if not rule or L_out != 1 or (pf.maps and not pf.maps[-1].fuses_weights):
+    if L_out != 1:
         return None
-    return pool_rule(pf.base.L, oversampling, pf.nonlinear)
+    return _rule_for(pf.base.L, pf.maps, pf.nonlinear, oversampling, rule)
+
+
+def _rule_for(L: int, maps, nonlinear: bool, oversampling: float, rule: bool) -> Optional[SO3Rule]:
+    if not rule or (maps and not maps[-1].fuses_weights):
+        return None
+    return pool_rule(L, oversampling, nonlinear)
+
+
+def pool_points(L: int, maps, oversampling: float, rule: bool = True):
+    """The points ``SO3Pool(oversampling, rule)`` integrates on after a lift of bandlimit ``L`` and ``maps``:
+    an :class:`~eqntk.so3.quadrature.SO3Rule` or the product :class:`~eqntk.so3.quadrature.SO3Grid`
+    (the policy of :func:`integrate` for ``L_out = 1``, for code that evaluates the same quadrature)."""
+    nonlinear = any(m.nonlinear for m in maps)
+    points = _rule_for(L, tuple(maps), nonlinear, oversampling, rule)
+    return points if points is not None else so3_grid(grid_bandlimit_for(L, 1, oversampling, nonlinear))
 
 
 def _integrate_rule(pf: PairFunction, rule: SO3Rule):
