@@ -13,7 +13,8 @@ pairs by both routes of eqntk.forces.energy_force_gram:
   then tangent algebra on the 84 Wigner coefficients of the lift),
 
 checks that they agree (max |difference| / max |entry| per block) and times both, interleaved in one
-process. ``md17_force_kernel_fourier_prototype.json`` holds the measurements of the prototype this
+process. The flops of each compiled tile (XLA's cost analysis) over its time, against the machine's
+float64 matmul peak measured in the same run, give the fraction of the machine each route reaches. ``md17_force_kernel_fourier_prototype.json`` holds the measurements of the prototype this
 replaced (stop 27), including a closed-form Rbf variant that was not carried into the library.
 """
 import argparse
@@ -57,6 +58,8 @@ def main(argv=None):
 
     b = args.batch
     R1, R2 = R[:b], R[b:2 * b]
+    peak = harness.matmul_peak("float64")
+    print(f"float64 matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     for osf in args.osf:
         kf = qm9.networks(qm9.QM9Config(oversampling=osf, kernels=("so3",), gamma=GAMMA, w_std=W_STD), 0)["so3"][0]
@@ -79,17 +82,30 @@ def main(argv=None):
                     jax.block_until_ready(f(R1, R2))
                     times[m].append(time.perf_counter() - t0)
             ms = {m: 1e3 * float(np.median(t)) / (b * b) for m, t in times.items()}
+            flops = {m: _flops(f, R1, R2) for m, f in progs.items()}
+            frac = {m: flops[m] / (1e-3 * ms[m] * b * b) / peak for m in progs}
             row = {"oversampling": osf, "kind": kind, "quadrature_points": points, "max_rel_diff": rel,
-                   "ms_per_pair": ms, "speedup": ms["autodiff"] / ms["fourier"],
+                   "ms_per_pair": ms, "speedup": ms["autodiff"] / ms["fourier"], "gflop_per_tile":
+                   {m: v / 1e9 for m, v in flops.items()}, "fraction_of_matmul_peak": frac,
                    "runs_ms_per_pair": {m: [1e3 * x / (b * b) for x in t] for m, t in times.items()},
                    "load_average": harness.load_average()}
             rows.append(row)
             print(f"  max rel diff {max(rel.values()):.1e}; autodiff {ms['autodiff']:.1f} ms/pair, fourier "
-                  f"{ms['fourier']:.1f} ms/pair: {row['speedup']:.1f}x (load {row['load_average']})", flush=True)
+                  f"{ms['fourier']:.1f} ms/pair: {row['speedup']:.1f}x (load {row['load_average']}); "
+                  f"fraction of the matmul peak: autodiff {frac['autodiff']:.2f}, fourier {frac['fourier']:.2f}",
+                  flush=True)
             write_json(args.out, {"experiment": "md17_force_kernel_fourier", "args": vars(args),
+                                  "float64_matmul_peak_gflops": peak / 1e9,
                                   "tile": f"R[:{b}] x R[{b}:{2 * b}] of the embedded MD17 ethanol conformations, float64",
                                   "results": rows, "environment": environment_info()})
     print(f"wrote {args.out}")
+
+
+def _flops(f, R1, R2) -> float:
+    """The flops of one call of the jitted tile ``f``, by XLA's cost analysis of the compiled program."""
+    c = f.lower(R1, R2).compile().cost_analysis()
+    c = c[0] if isinstance(c, (list, tuple)) else c
+    return float(c.get("flops", float("nan")))
 
 
 if __name__ == "__main__":

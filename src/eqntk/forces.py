@@ -298,7 +298,10 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: 
     (:mod:`eqntk.so3.derivatives`; 6-7x faster for the ``eqntk qm9`` network at oversampling 8,
     benchmarks/md17_force_kernel_fourier.py); ``'autodiff'`` by forward-over-reverse automatic
     differentiation of ``kernel`` (any network); ``'auto'``: Fourier where the network has it. The two
-    agree to rounding (tests/test_forces.py). Memory: the Gram, plus one tile's work.
+    agree to rounding (tests/test_forces.py). The Fourier route's cost is mostly its tangent algebra,
+    independent of the quadrature, so it gains with the pool's points: with the 123 points of
+    oversampling 2 autodiff was faster (0.8x, one loaded run); force training needs oversampling 8
+    (docs/forces.md). Memory: the Gram, plus one tile's work.
     """
     from tqdm.auto import tqdm
 
