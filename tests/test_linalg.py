@@ -251,3 +251,19 @@ def test_a_float32_gram_gets_the_float32_tolerance(user):
         k_bad = gram_with_spectrum(mu_bad, np.random.default_rng(5)).astype(np.float32)
         with pytest.raises(ValueError, match="not positive semi-definite"):
             USERS[user](k_bad, y32, None)
+
+
+def test_select_ridge_coefficients_are_the_validated_model():
+    """``with_coef``: the dual coefficients of the chosen ridge solve (K + r·mean(diag K)·I) c = y (dense solve),
+    and the validation predictions K_val c reproduce the score that chose it."""
+    rng = np.random.default_rng(11)
+    k = gram_with_spectrum(np.geomspace(1e-6, 3.0, 30), rng)
+    y = rng.normal(size=(30, 2))
+    kv, yv = k[:7] + 0.01, rng.normal(size=(7, 2))
+    mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+    r, score, trials, coef = common.select_ridge(k, y, kv, yv, mae, [1e-6, 1e-3, 1e-1], with_coef=True)
+    assert coef.shape == y.shape
+    want = np.linalg.solve(k + r * np.mean(np.diag(k)) * np.eye(30), y)
+    np.testing.assert_allclose(coef, want, rtol=1e-8, atol=1e-10 * np.abs(want).max())
+    assert mae(kv @ coef, yv) == pytest.approx(score, rel=1e-10)
+    assert common.select_ridge(k, y, kv, yv, mae, [1e-6, 1e-3, 1e-1])[:2] == (r, score)

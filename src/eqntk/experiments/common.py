@@ -87,13 +87,15 @@ def padded_kernel(kernel_fn: Callable, x1: np.ndarray, x2: Optional[np.ndarray] 
 
 def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_val: np.ndarray,
                  score: Callable[[np.ndarray, np.ndarray], float], ridges: Sequence[float] = DEFAULT_RIDGES,
-                 higher_is_better: bool = False, psd_rtol: Optional[float] = None) -> tuple[float, float, list]:
+                 higher_is_better: bool = False, psd_rtol: Optional[float] = None, with_coef: bool = False) -> tuple:
     """Kernel ridge regression for each relative ridge; the best on the validation split.
 
     The absolute ridge is ``r · mean(diag k_train)``. One eigendecomposition of ``k_train``
     (:func:`eqntk.linalg.spectrum`, float64) serves the whole grid; ridges whose ``K + r·I`` is
     numerically singular use the pseudo-inverse. Returns ``(best relative ridge, its validation
-    score, [(r, score), ...])``. ``psd_rtol``: the kernel's relative accuracy (Grams summed from
+    score, [(r, score), ...])``; ``with_coef``: and the dual coefficients ``(K + r·scale·I)⁻¹ y_train``
+    of the best ridge (from the same eigendecomposition: the model that was validated, without a
+    second factorisation). ``psd_rtol``: the kernel's relative accuracy (Grams summed from
     kernels computed in float32 need ~1e-5, see :func:`psd_tolerance`); the PSD rule is that of
     :mod:`eqntk.linalg`, shared with :func:`fit_predict` (:func:`eqntk.predict.kernel_regression`).
     """
@@ -119,7 +121,12 @@ def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_
         raise ValueError("kernel regression failed for every ridge of the grid (use a ridge > 0)")
     pick = max if higher_is_better else min
     best = pick(trials, key=lambda t: t[1])
-    return best[0], best[1], trials
+    if not with_coef:
+        return best[0], best[1], trials
+    shifted = linalg.shift(spec, best[0] * scale)
+    g = linalg.flow_weights(shifted.lam, inf, shifted.cutoff)[0]
+    coef = np.asarray(spec.vecs @ (yv * g[:, None])).reshape(np.shape(y_train))
+    return best[0], best[1], trials, coef
 
 
 def fit_predict(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, ridge_rel: float,

@@ -60,7 +60,7 @@ MODELS = ("vector", "energy-forces")
 #: per model: the defaults of ``n_train``, ``n_val``, ``n_test``, ``oversampling`` (energy + force training costs far
 #: more per pair, and its force-force blocks need the finer quadrature: docs/forces.md)
 DEFAULTS = {"vector": ((50, 100, 200), 50, 200, 6.0), "energy-forces": ((25, 50), 20, 50, 8.0)}
-#: relative negative eigenvalue tolerated in the joint energy-force Gram (``fit_predict``'s ``psd_rtol``): the
+#: relative negative eigenvalue tolerated in the joint energy-force Gram (``select_ridge``'s ``psd_rtol``): the
 #: pool's quadrature leaves it PSD to ~1e-11 at oversampling 8 (md17_force_kernel_accuracy.json); the validation
 #: ridge absorbs the rest
 ENERGY_FORCE_PSD_RTOL = 1e-4
@@ -213,8 +213,9 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     def force_mae(pred, yv):
         return float(np.mean(np.abs(pred[nv:] - yv[nv:])))
 
-    ridge, val_force, _ = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol)
-    coef = s * fit_predict(k, y * s, np.eye(y.size), ridge, psd_rtol=psd_rtol)
+    ridge, val_force, _, coef = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol,
+                                             with_coef=True)
+    coef = s * coef
     val_energy = float(np.mean(np.abs(g_val[:nv] @ coef - y_val[:nv])))
     return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "val_force_mae": val_force,
             "val_energy_mae": val_energy}
@@ -274,7 +275,7 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
             seconds[f"{name}_test_gram_s_per_pair"] = dt / (test.size * n_max)
         for n in n_train:
             sel = gram_rows(np.arange(n), n_max, n3)
-            fit = fit_energy_forces(g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val],
+            fit = fit_energy_forces(g_tr if n == n_max else g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val],
                                     ridges, psd_rtol)
             if g_te is not None:
                 pred = g_te[:, sel] @ fit["coef"]
