@@ -262,8 +262,9 @@ def five_atoms():
     return m, lambda R: env0(R) * 0.3
 
 
-@pytest.mark.parametrize("net", [pytest.param("rbf_rule"), pytest.param("relu_sin_grid", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("get", ["ntk", "nngp"])
+@pytest.mark.parametrize("net, get", [("rbf_rule", "ntk"), pytest.param("rbf_rule", "nngp", marks=pytest.mark.slow),
+                                      pytest.param("relu_sin_grid", "ntk", marks=pytest.mark.slow),
+                                      pytest.param("relu_sin_grid", "nngp", marks=pytest.mark.slow)])
 def test_fourier_energy_force_gram_equals_autodiff(five_atoms, net, get):
     from eqntk.forces import conformation_kernel, energy_force_gram
     from eqntk.so3.derivatives import pooled_lift
