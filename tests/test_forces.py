@@ -139,13 +139,17 @@ def _conformations(m, n, seed=0, scale=0.05):
     return m.R[None] + scale * np.random.default_rng(seed).normal(size=(n,) + m.R.shape)
 
 
+def _five_atom_molecule():
+    ms = D.load_qm9()[:50]
+    return ms[int(np.nonzero(ms.counts == 5)[0][0])]
+
+
 @pytest.fixture(scope="module")
 def small_kernel():
     """A 5-atom molecule and a small network: the second derivatives compile in seconds."""
     from eqntk.forces import conformation_kernel
 
-    ms = D.load_qm9()[:50]
-    m = ms[int(np.nonzero(ms.counts == 5)[0][0])]
+    m = _five_atom_molecule()
     spec = D.EnvironmentSpec(bandlimit=2, radial="gaussian", n_radial=2, radial_scaling=2.0)
     kf = stax.serial(stax.S2ConvSO3(4, 2), stax.Erf(), stax.SO3Pool(oversampling=1.0), stax.Dense(1))[2]
     env = lambda R: environment_fn(m.Z, spec)(R) * 0.3  # noqa: E731
@@ -255,8 +259,7 @@ FOURIER_NETS = {
 
 @pytest.fixture(scope="module")
 def five_atoms():
-    ms = D.load_qm9()[:50]
-    m = ms[int(np.nonzero(ms.counts == 5)[0][0])]
+    m = _five_atom_molecule()
     spec = D.EnvironmentSpec(bandlimit=3, radial="gaussian", n_radial=2, radial_scaling=2.0)
     env0 = environment_fn(m.Z, spec)
     return m, lambda R: env0(R) * 0.3

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 
 from .core.checks import check_kind
 
-__all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "ConformationKernel", "conformation_kernel",
-           "energy_force_kernel", "energy_force_gram", "energy_force_predict"]
+__all__ = ["reference_weights", "EnergyModel", "energy_fn", "energies_and_forces", "ConformationKernel",
+           "conformation_kernel", "energy_force_kernel", "energy_force_gram", "energy_force_predict"]
 
 
 def reference_weights(molecules, alpha) -> np.ndarray:
@@ -265,7 +265,7 @@ def _route(kernel: Callable, method: str) -> str:
     fits = isinstance(kernel, ConformationKernel) and pooled_lift(kernel.kernel_fn) is not None
     if method == "fourier" and not fits:
         raise ValueError("energy_force_gram: method='fourier' needs a ConformationKernel (conformation_kernel) of a "
-                         "S2ConvSO3 -> pointwise layers -> SO3Pool -> Dense/LayerNorm network; use method='autodiff' "
+                         "S2ConvSO3 -> pointwise layers -> SO3Pool -> Dense network; use method='autodiff' "
                          "(or 'auto') for other kernels")
     return "fourier" if method == "fourier" or (method == "auto" and fits) else "autodiff"
 
@@ -295,8 +295,8 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: 
     derivatives takes far longer than evaluating a tile).
 
     ``method``: ``'fourier'`` differentiates a pooled SO(3) network's kernel on the Fourier side
-    (:mod:`eqntk.so3.derivatives`; 6-7x faster for the ``eqntk qm9`` network at oversampling 8,
-    benchmarks/md17_force_kernel_fourier.py); ``'autodiff'`` by forward-over-reverse automatic
+    (:mod:`eqntk.so3.derivatives`; 5.7x / 6.7x faster for the NNGP / NTK of the ``eqntk qm9`` network at
+    oversampling 8, benchmarks/md17_force_kernel_fourier.py); ``'autodiff'`` by forward-over-reverse automatic
     differentiation of ``kernel`` (any network); ``'auto'``: Fourier where the network has it. The two
     agree to rounding (tests/test_forces.py). The Fourier route's cost is mostly its tangent algebra,
     independent of the quadrature, so it gains with the pool's points: with the 123 points of

@@ -275,8 +275,8 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
             seconds[f"{name}_test_gram_s_per_pair"] = dt / (test.size * n_max)
         for n in n_train:
             sel = gram_rows(np.arange(n), n_max, n3)
-            fit = fit_energy_forces(g_tr if n == n_max else g_tr[np.ix_(sel, sel)], g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val],
-                                    ridges, psd_rtol)
+            g_n = g_tr if n == n_max else g_tr[np.ix_(sel, sel)]  # no copy of the largest Gram
+            fit = fit_energy_forces(g_n, g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val], ridges, psd_rtol)
             if g_te is not None:
                 pred = g_te[:, sel] @ fit["coef"]
                 e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)

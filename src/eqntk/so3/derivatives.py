@@ -41,7 +41,7 @@ from ..core.pointwise import AffineMap, PointwiseMap
 from .kernel_state import pool_points
 from .quadrature import SO3Rule, so3_grid
 from .transform import from_grid
-from .wigner import unpad_blocks, wigner_D_padded
+from .wigner import _block_index, num_block_coeffs, unpad_blocks, wigner_D_padded
 
 __all__ = ["PooledLift", "pooled_lift", "energy_force_tile"]
 
@@ -131,10 +131,6 @@ def pooled_lift(kernel_fn) -> Optional[PooledLift]:
 # ----------------------------------------------------------------------------- Wigner tables
 
 
-def _n_coeffs(L: int) -> int:
-    return sum((2 * l + 1) ** 2 for l in range(L))
-
-
 def _packed_wigner(L: int, euler: np.ndarray) -> np.ndarray:
     """``(G, N_L)`` packed real Wigner entries ``D^l_mn`` (order l, m, n) at Euler angles ``(G, 3)``."""
     D = wigner_D_padded(L, euler[:, 0], euler[:, 1], euler[:, 2], xp=np)
@@ -152,17 +148,17 @@ def _clebsch_gordan_factors(L: int) -> dict:
     Clebsch–Gordan coefficient in each index triple), and the factors come from its SVD.
     """
     L2 = 2 * L - 1
-    N, N2 = _n_coeffs(L), _n_coeffs(L2)
+    N, N2 = num_block_coeffs(L), num_block_coeffs(L2)
     grid = so3_grid(L2)  # exact to degree 2 L2 - 2 = 4L - 4
     a, b, c = grid.euler_angles()
     D2 = _packed_wigner(L2, np.stack([a.ravel(), b.ravel(), c.ravel()], -1))
     w = grid.weights().ravel()
-    ls = np.concatenate([np.full((2 * l + 1) ** 2, l) for l in range(L2)])
+    ls = _block_index(L2)[0]  # the degree of each packed entry
     D = D2[:, :N]
     T = ((D[:, :, None] * D[:, None, :]).reshape(D.shape[0], -1) * w[:, None]).T @ D2 * (2 * ls + 1)
     T = T.reshape(N, N, N2)
-    offs = np.cumsum([0] + [(2 * l + 1) ** 2 for l in range(L)])
-    offs2 = np.cumsum([0] + [(2 * l + 1) ** 2 for l in range(L2)])
+    offs = [num_block_coeffs(l) for l in range(L + 1)]  # where degree l starts in the packed order
+    offs2 = [num_block_coeffs(l) for l in range(L2 + 1)]
     out = {}
     for l1 in range(L):
         for l2 in range(L):
@@ -235,14 +231,14 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
     groups = [np.nonzero(Z == e)[0] for e in np.unique(Z)]
     L = chain.L
     L2 = 2 * L - 1
-    N, N2 = _n_coeffs(L), _n_coeffs(L2)
+    N, N2 = num_block_coeffs(L), num_block_coeffs(L2)
     grid, euler, weights = chain.quadrature()
     D2 = _packed_wigner(L2, euler)  # (G, N2)
-    ls2 = np.concatenate([np.full((2 * l + 1) ** 2, l) for l in range(L2)])
+    ls2 = _block_index(L2)[0]  # the degree of each packed entry
     der = _pointwise_derivatives(chain.psi(get))
     b2 = 0.0 if chain.b_std is None else chain.b_std**2
     slices = [slice(l * l, (l + 1) ** 2) for l in range(L)]
-    offs = np.cumsum([0] + [(2 * l + 1) ** 2 for l in range(L)])
+    offs = [num_block_coeffs(l) for l in range(L + 1)]
 
     def tile(R1, R2):
         dtype = R1.dtype
@@ -259,8 +255,11 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
             return A * jnp.asarray(1.0 / (2 * ls2[:n] + 1), dtype)  # from_grid gives (2l+1) Σ w f D
 
         def per_conf(R):
-            x = environment(R)[:, :L * L]
-            xd = jax.jacfwd(lambda r: environment(r)[:, :L * L])(R)  # (n, L², C, n, 3)
+            def x_of(r):
+                x = environment(r)[:, :L * L]
+                return x, x
+
+            xd, x = jax.jacfwd(x_of, has_aux=True)(R)  # (n, L², C, n, 3), and x itself from the same pass
             return x, jnp.moveaxis(xd.reshape(xd.shape[:3] + (-1,)), -1, 1)  # (n, L², C), (n, 3n, L², C)
 
         X1, Xd1 = jax.vmap(per_conf)(R1)
