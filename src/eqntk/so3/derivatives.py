@@ -205,15 +205,35 @@ _DERIVATIVES = {"psi": (), "q": (1,), "qp": (2,), "qqp": (1, 2), "B": (0,), "Bqp
                 "BB": (0, 0)}
 
 
-def _pointwise_derivatives(psi: Callable) -> dict:
-    """``{name: f(B, q, q')}``: Ψ and the partial derivatives the blocks need, elementwise (autodiff)."""
-    out = {}
-    for name, args in _DERIVATIVES.items():
-        f = psi
-        for a in args:
-            f = jax.grad(f, argnums=a)
-        out[name] = jnp.vectorize(f)
-    return out
+def _pointwise_derivatives(psi: Callable) -> Callable:
+    """``(B, q, q') → {name: array}``: Ψ and the partial derivatives the blocks need, elementwise.
+
+    One function (nested forward-mode derivatives of the elementwise ``Ψ``), so that the compiled
+    program evaluates the shared subexpressions once per point for all eight."""
+
+    def partial(f, i):
+        def g(*a):
+            return jax.jvp(f, a, tuple(jnp.ones_like(x) if k == i else jnp.zeros_like(x) for k, x in enumerate(a)))[1]
+
+        return g
+
+    def derivatives(B, q1, q2):
+        q1, q2 = jnp.broadcast_to(q1, B.shape), jnp.broadcast_to(q2, B.shape)
+        out = {}
+        for name, args in _DERIVATIVES.items():
+            f = psi
+            for a in args:
+                f = partial(f, a)
+            out[name] = f(B, q1, q2)
+        return out
+
+    return derivatives
+
+
+#: atom pairs whose values on the quadrature points are held at once (``chunk · G`` numbers per derivative):
+#: evaluating and analysing the pointwise derivatives chunk by chunk keeps them in cache, 1.65x faster for the
+#: whole tile than materialising all pairs (8125 points, ethanol, 2-core CPU)
+PAIR_CHUNK = 16
 
 
 def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "ntk") -> Callable:
@@ -223,8 +243,8 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
     ``ee = k``, ``ef = −∂k/∂R'``, ``fe = −∂k/∂R``, ``ff = ∂²k/∂R∂R'`` (layout of
     ``eqntk.forces.energy_force_kernel``, vmapped over both conformation sets).
 
-    Memory: the pointwise derivatives of every same-element atom pair of the tile on every quadrature
-    point, ``8 · Σ_e (b1 n_e)(b2 n_e) · G`` numbers (``G``: the pool's points).
+    Memory: the Wigner coefficients of every same-element atom pair of the tile (``Φ``: ``N_L²`` numbers
+    per pair), and the pointwise derivatives on the quadrature points of :data:`PAIR_CHUNK` pairs at a time.
     """
     check_kind("energy_force_tile", get)
     Z = np.asarray(Z)
@@ -273,11 +293,27 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
         q2 = [s * jnp.sum(x2**2, axis=(-2, -1)) + b2 for _, _, x2, _ in G]
         Q1 = jnp.concatenate([jnp.broadcast_to(a[:, :, None, None], M.shape[:-1]).reshape(-1) for a, M in zip(q1, Ms)])
         Q2 = jnp.concatenate([jnp.broadcast_to(a[None, None], M.shape[:-1]).reshape(-1) for a, M in zip(q2, Ms)])
-        Bg = jnp.concatenate([M.reshape(-1, N) for M in Ms]) @ Dj.T + b2  # (pairs, G)
-        v = {k: f(Bg, Q1[:, None], Q2[:, None]) for k, f in der.items()}
-        sums = {k: v[k] @ w for k in ("psi", "q", "qp", "qqp")}
-        Phi = _phi(analyse(v["BB"], N2), L)
-        AB, ABqp, AqB = (analyse(v[k], N) for k in ("B", "Bqp", "qB"))
+        M_all = jnp.concatenate([M.reshape(-1, N) for M in Ms])  # (pairs, N_L)
+        n_pairs = M_all.shape[0]
+        n_chunks = -(-n_pairs // PAIR_CHUNK)
+
+        def chunked(a):  # (pairs, ...) -> (n_chunks, PAIR_CHUNK, ...), padded with copies of the last pair
+            a = jnp.concatenate([a, jnp.repeat(a[-1:], n_chunks * PAIR_CHUNK - n_pairs, axis=0)])
+            return a.reshape((n_chunks, PAIR_CHUNK) + a.shape[1:])
+
+        def per_chunk(args):
+            """Lift values → pointwise derivatives → their sums and Wigner coefficients, for one chunk of pairs."""
+            M, q1c, q2c = args
+            v = der(M @ Dj.T + b2, q1c[:, None], q2c[:, None])  # (chunk, G) each
+            sums = jnp.stack([v[k] @ w for k in ("psi", "q", "qp", "qqp")])
+            A1 = analyse(jnp.concatenate([v[k] for k in ("B", "Bqp", "qB")]), N).reshape(3, -1, N)
+            return sums, A1, analyse(v["BB"], N2)
+
+        sums, A1, A2 = jax.lax.map(per_chunk, (chunked(M_all), chunked(Q1), chunked(Q2)))
+        unchunk = lambda a: jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1, *a.shape[3:])[:, :n_pairs]  # noqa: E731
+        sums = dict(zip(("psi", "q", "qp", "qqp"), unchunk(sums)))
+        AB, ABqp, AqB = unchunk(A1)
+        Phi = _phi(A2.reshape(-1, N2)[:n_pairs], L)
         ee = ef = fe = ff = 0.0
         cuts = np.cumsum([0] + [int(np.prod(M.shape[:-1])) for M in Ms])
         for gi, (x1, xd1, x2, xd2) in enumerate(G):
