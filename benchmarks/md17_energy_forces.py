@@ -76,6 +76,9 @@ def main(argv=None):
     p.add_argument("--oversampling", type=float, default=8.0,
                    help="SO3Pool quadrature oversampling (4, the qm9 default, leaves ~1e-5 relative error in the "
                         "force-force blocks: too much for this Gram; 8 is exact to ~1e-11)")
+    p.add_argument("--store", default=None,
+                   help="a directory keeping every finished Gram tile (per seed and kernel), so that an interrupted "
+                        "run resumes where it stopped (eqntk.forces.energy_force_gram(store=...))")
     p.add_argument("--out", default="benchmarks/results/md17_energy_forces.json")
     args = p.parse_args(argv)
 
@@ -106,8 +109,9 @@ def main(argv=None):
         ks = {f"{net}_{kind}": conformation_kernel(kernels[net], z, env if net == "so3" else flat_env, get=kind)
               for net in args.networks for kind in args.kinds}
         for name, k in ks.items():
+            store = None if args.store is None else os.path.join(args.store, f"seed{seed}")
             rs, sec = md17.energy_force_curve({name: k}, R, E, F, train, val, test, args.n_train, RIDGES,
-                                              psd_rtol=PSD_RTOL, batch=args.batch, progress=True,
+                                              psd_rtol=PSD_RTOL, batch=args.batch, progress=True, store=store,
                                               log=lambda m, seed=seed: print(f"seed {seed} {m}", flush=True))
             for r in rs:
                 r.update(seed=seed, variant="energy + force trained", gamma=args.gamma,

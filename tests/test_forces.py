@@ -215,6 +215,54 @@ def test_energy_force_gram_structure(small_kernel):
         energy_force_gram(k, R, R[:, :3])
 
 
+def _gaussian_kernel(R1, R2):
+    """A cheap k(R, R') whose fingerprint identifies it (a module-level function)."""
+    return jnp.exp(-0.5 * jnp.sum((R1 - R2) ** 2))
+
+
+def test_energy_force_gram_resumes_from_its_store(tmp_path, monkeypatch):
+    """An interrupted Gram computed with store= resumes: the finished tiles are read back, only the rest is
+    computed, and the result equals the Gram computed in one go; a store of other inputs is refused."""
+    import eqntk.forces as fo
+
+    R = _conformations(_five_atom_molecule(), 5, seed=3, scale=0.3)
+    want = fo.energy_force_gram(_gaussian_kernel, R, batch=2)  # 6 tiles: the upper triangle of 3 x 3
+    want_cross = fo.energy_force_gram(_gaussian_kernel, R[:3], R, batch=2)
+    real, calls = fo._tile_program, []
+
+    def interrupted_after(n):
+        def program(kernel, method):
+            f = real(kernel, method)
+
+            def tile(a, b):
+                if len(calls) == n:
+                    raise RuntimeError("interrupted")
+                calls.append(1)
+                return f(a, b)
+
+            return tile
+
+        return program
+
+    monkeypatch.setattr(fo, "_tile_program", interrupted_after(3))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fo.energy_force_gram(_gaussian_kernel, R, batch=2, store=tmp_path / "train")
+    calls.clear()
+    monkeypatch.setattr(fo, "_tile_program", interrupted_after(100))
+    got = fo.energy_force_gram(_gaussian_kernel, R, batch=2, store=tmp_path / "train")
+    assert len(calls) == 3  # only the tiles the interrupted run had not finished
+    np.testing.assert_array_equal(got, want)
+    calls.clear()
+    np.testing.assert_array_equal(fo.energy_force_gram(_gaussian_kernel, R, batch=2, store=tmp_path / "train"), want)
+    assert not calls  # everything read back
+    got = fo.energy_force_gram(_gaussian_kernel, R[:3], R, batch=2, store=tmp_path / "cross")
+    np.testing.assert_array_equal(got, want_cross)
+    for other in [dict(R1=R[:4]), dict(R1=R, batch=1), dict(R1=R, kernel=lambda a, b: jnp.sum(a * b))]:
+        args = dict(kernel=_gaussian_kernel, batch=2) | other
+        with pytest.raises(ValueError, match="different computation"):
+            fo.energy_force_gram(args.pop("kernel"), args.pop("R1"), store=tmp_path / "train", **args)
+
+
 def test_energy_force_predict_equals_the_cross_gram(small_kernel):
     """The posterior-mean model's energies and forces (one jvp and one reverse pass per pair) equal the
     cross energy–force Gram (forward-over-reverse with 3n tangents) times the coefficients, and its

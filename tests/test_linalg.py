@@ -267,3 +267,38 @@ def test_select_ridge_coefficients_are_the_validated_model():
     np.testing.assert_allclose(coef, want, rtol=1e-8, atol=1e-10 * np.abs(want).max())
     assert mae(kv @ coef, yv) == pytest.approx(score, rel=1e-10)
     assert common.select_ridge(k, y, kv, yv, mae, [1e-6, 1e-3, 1e-1])[:2] == (r, score)
+
+
+def test_overwrite_paths_equal_the_copying_ones(monkeypatch):
+    """``overwrite=True`` (in-place symmetrisation, MRRR eigendecomposition in the Gram's own memory, blockwise
+    statistics) gives what the copying path gives (numpy.linalg.eigh on a symmetrised copy), and the asymmetry
+    check still refuses; blocks smaller than the matrix exercise the block loops."""
+    monkeypatch.setattr(linalg, "_BLOCK", 7)
+    rng = np.random.default_rng(12)
+    k = gram_with_spectrum(np.geomspace(1e-6, 3.0, 30), rng)
+    noise = 1e-14 * rng.normal(size=k.shape)
+    k_asym = k + noise  # within the symmetry tolerance
+    want_k = 0.5 * (k_asym + k_asym.T)
+    got_k, _ = linalg.gram(k_asym.copy(), overwrite=True)
+    np.testing.assert_array_equal(got_k, want_k)
+    np.testing.assert_array_equal(linalg.gram(k_asym)[0], want_k)
+    bad = k.copy()
+    bad[3, 20] += 1e-3
+    with pytest.raises(ValueError, match="not symmetric"):
+        linalg.gram(bad, overwrite=True)
+    nan = k.copy()
+    nan[29, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        linalg.gram(nan, overwrite=True)
+    spec = linalg.spectrum(want_k.copy(), overwrite=True)
+    ref = np.linalg.eigh(want_k)
+    np.testing.assert_allclose(spec.mu, np.maximum(ref[0], 0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose((spec.vecs * spec.mu) @ spec.vecs.T, want_k, rtol=0, atol=1e-12)
+    y = rng.normal(size=(30, 2))
+    kv, yv = k[:7] + 0.01, rng.normal(size=(7, 2))
+    mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+    r, s, _, coef = common.select_ridge(k, y, kv, yv, mae, [1e-6, 1e-3, 1e-1], with_coef=True)
+    work = k.copy()
+    r2, s2, _, coef2 = common.select_ridge(work, y, kv, yv, mae, [1e-6, 1e-3, 1e-1], with_coef=True, overwrite=True)
+    assert r2 == r and s2 == pytest.approx(s, rel=1e-9)
+    np.testing.assert_allclose(coef2, coef, rtol=1e-7, atol=1e-9 * np.abs(coef).max())

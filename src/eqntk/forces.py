@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import jax
@@ -283,7 +283,7 @@ def _put_tile(gram, i: int, j: int, blocks, b1: int, b2: int, n3: int) -> None:
 
 
 def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: str = "auto",
-                      progress=None) -> np.ndarray:
+                      progress=None, store: Optional[str] = None) -> np.ndarray:
     """The joint energy–force Gram ``(B1 (1 + 3n), B2 (1 + 3n))`` of two sets of conformations.
 
     Row/column layout: the ``B`` energies first, then the forces conformation by conformation
@@ -295,15 +295,21 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: 
     derivatives takes far longer than evaluating a tile).
 
     ``method``: ``'fourier'`` differentiates a pooled SO(3) network's kernel on the Fourier side
-    (:mod:`eqntk.so3.derivatives`; 5.7x / 6.7x faster for the NNGP / NTK of the ``eqntk qm9`` network at
-    oversampling 8, benchmarks/md17_force_kernel_fourier.py); ``'autodiff'`` by forward-over-reverse automatic
-    differentiation of ``kernel`` (any network); ``'auto'``: Fourier where the network has it. The two
-    agree to rounding (tests/test_forces.py). The Fourier route's cost is mostly its tangent algebra,
-    independent of the quadrature, so it gains with the pool's points: with the 123 points of
-    oversampling 2 autodiff was faster (0.8x, one loaded run); force training needs oversampling 8
-    (docs/forces.md). Memory: the Gram, plus one tile's work.
+    (:mod:`eqntk.so3.derivatives`; many times faster, benchmarks/md17_force_kernel_fourier.py); ``'autodiff'``
+    by forward-over-reverse automatic differentiation of ``kernel`` (any network); ``'auto'``: Fourier where the network has it. The two
+    agree to rounding (tests/test_forces.py). Force training needs the pool's oversampling 8 (docs/forces.md).
+
+    ``store``: a directory (:class:`eqntk.core.store.TileStore`) where every finished tile is saved as soon
+    as it is computed; a call with the same store reads the finished tiles back and computes only the rest
+    (an interrupted N = 1,000 Gram, hours long, resumes where it stopped), and several processes sharing
+    it compute different tiles. The store is keyed by the fingerprints of ``kernel`` (network, atoms,
+    environment function), of ``R1, R2``, ``batch`` and the route; a store made for anything else is refused.
+    ``kernel`` must then be fingerprintable (:mod:`eqntk.core.fingerprint`). Memory: the Gram, plus one
+    tile's work.
     """
     from tqdm.auto import tqdm
+
+    from .core.driver import _run_batches, run_shared
 
     R1 = np.asarray(R1)
     same = R2 is None
@@ -311,14 +317,21 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: 
     if R1.ndim != 3 or R2.ndim != 3 or R1.shape[1:] != R2.shape[1:] or R1.shape[2] != 3:
         raise ValueError(f"energy_force_gram: R1 {R1.shape} and R2 {R2.shape} must be (B, n, 3) of one molecule")
     b1, b2, n3 = R1.shape[0], R2.shape[0], R1.shape[1] * 3
-    f = _tile_program(kernel, _route(kernel, method))
+    route = _route(kernel, method)
+    tile_store = None if store is None else _gram_store(store, kernel, route, R1, None if same else R2, batch)
+    f = _tile_program(kernel, route)
     gram = np.zeros((b1 * (1 + n3), b2 * (1 + n3)))
     tiles = [(i, j) for i in range(0, b1, batch) for j in range(0, b2, batch) if not (same and j < i)]
     quiet = progress is False or (progress is None and len(tiles) < 8)
-    for i, j in tqdm(tiles, desc="energy-force Gram", unit="tile", disable=quiet):
+    bar = tqdm(total=len(tiles), desc="energy-force Gram", unit="tile", disable=quiet)
+
+    def compute(job):
+        ((i, j),) = job
         (a, na), (b, nb) = _padded_batch(R1, i, batch), _padded_batch(R2, j, batch)
-        ee, ef, fe, ff = (np.asarray(v) for v in f(a, b))
-        blocks = ee[:na, :nb], ef[:na, :nb], fe[:na, :nb], ff[:na, :nb]
+        return [[np.asarray(v)[:na, :nb] for v in f(a, b)]]
+
+    def place(i, j, blocks):
+        na, nb = blocks[0].shape
         _put_tile(gram, i, j, blocks, b1, b2, n3)
         if same and j > i:  # the mirrored tile: Cov(rows j, columns i) = Cov(rows i, columns j)ᵀ
             ee, ef, fe, ff = blocks
@@ -328,7 +341,30 @@ def energy_force_gram(kernel: Callable, R1, R2=None, *, batch: int = 4, method: 
             rows = np.concatenate([np.arange(i, i + na), b1 + np.arange(i * n3, (i + na) * n3)])
             sub = gram[np.ix_(rows, rows)]
             gram[np.ix_(rows, rows)] = 0.5 * (sub + sub.T)
+        bar.update(1)
+
+    if tile_store is None:
+        _run_batches(tiles, compute, place, 1)
+    else:
+        run_shared(tiles, tile_store, 4, compute, place)
+    bar.close()
     return gram
+
+
+def _gram_store(path: str, kernel: Callable, route: str, R1: np.ndarray, R2: Optional[np.ndarray], batch: int):
+    """The :class:`~eqntk.core.store.TileStore` of one :func:`energy_force_gram` computation."""
+    from . import __version__
+    from .core.fingerprint import Unfingerprintable, fingerprint
+    from .core.store import TileStore, fingerprint_arrays
+
+    try:
+        key = fingerprint(kernel)
+    except Unfingerprintable as e:
+        raise ValueError(f"energy_force_gram: store= needs a kernel whose fingerprint identifies it ({e}); "
+                         "compute without a store") from None
+    return TileStore(path, {"computation": "energy_force_gram", "kernel": key, "route": route, "batch": int(batch),
+                            "R1": fingerprint_arrays(R1), "R2": "R1" if R2 is None else fingerprint_arrays(R2),
+                            "eqntk": __version__})
 
 
 @functools.lru_cache(maxsize=8)

@@ -87,7 +87,8 @@ def padded_kernel(kernel_fn: Callable, x1: np.ndarray, x2: Optional[np.ndarray] 
 
 def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_val: np.ndarray,
                  score: Callable[[np.ndarray, np.ndarray], float], ridges: Sequence[float] = DEFAULT_RIDGES,
-                 higher_is_better: bool = False, psd_rtol: Optional[float] = None, with_coef: bool = False) -> tuple:
+                 higher_is_better: bool = False, psd_rtol: Optional[float] = None, with_coef: bool = False,
+                 overwrite: bool = False) -> tuple:
     """Kernel ridge regression for each relative ridge; the best on the validation split.
 
     The absolute ridge is ``r · mean(diag k_train)``. One eigendecomposition of ``k_train``
@@ -98,14 +99,17 @@ def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_
     second factorisation). ``psd_rtol``: the kernel's relative accuracy (Grams summed from
     kernels computed in float32 need ~1e-5, see :func:`psd_tolerance`); the PSD rule is that of
     :mod:`eqntk.linalg`, shared with :func:`fit_predict` (:func:`eqntk.predict.kernel_regression`).
+    ``overwrite``: ``k_train`` may be destroyed (symmetrised and decomposed in place): the memory is
+    ``k_train`` plus its eigenvectors, for Grams near the machine's size (``linalg.spectrum``).
     """
     from .. import linalg
 
-    k, rtol = linalg.gram(np.asarray(k_train), "training kernel", kernel_rtol=psd_rtol, dtype=np.float64)
+    k, rtol = linalg.gram(np.asarray(k_train), "training kernel", kernel_rtol=psd_rtol, dtype=np.float64,
+                          overwrite=overwrite)
     scale = float(np.mean(np.diag(k)))
     if not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"training kernel has a non-positive or non-finite mean diagonal ({scale})")
-    spec = linalg.spectrum(k, 0.0, rtol, "training kernel")
+    spec = linalg.spectrum(k, 0.0, rtol, "training kernel", overwrite=overwrite)
     yv = spec.vecs.T @ np.asarray(y_train, dtype=np.float64).reshape(k.shape[0], -1)
     kv = np.asarray(k_val, dtype=np.float64) @ spec.vecs
     inf = np.array([np.inf])

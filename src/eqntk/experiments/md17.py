@@ -186,7 +186,8 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
     return pred, chosen, val_abs / val_count
 
 
-def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float) -> dict:
+def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float,
+                      overwrite: bool = False) -> dict:
     """Kernel ridge regression on energies and forces; the ridge chosen on validation forces.
 
     ``g_train``: ``(N (1 + 3n), N (1 + 3n))`` joint Gram of the training conformations and ``g_val``
@@ -195,6 +196,9 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     are centred on the training mean. The ridge is block-wise: ``r`` times the mean diagonal of the
     energy block on energy rows and of the force block on force rows (energies and forces have
     different units and scales), i.e. one relative ridge on ``D^{-1/2} G D^{-1/2}``.
+
+    ``overwrite``: ``g_train`` may be destroyed (scaled, symmetrised and decomposed in place): memory
+    ``g_train`` plus its eigenvectors, where a copy would not fit (N = 1,000 ethanol: 6.3 GB each).
 
     Returns ``{'coef' (N (1 + 3n),): the coefficients of energy_force_predict, 'energy_mean',
     'ridge_rel', 'val_force_mae', 'val_energy_mae'}`` (data units).
@@ -208,13 +212,16 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
                          f"{nv} validation conformations of {F_train.shape[1]} atoms")
     diag = np.diag(g_train)
     s = np.concatenate([np.full(n, diag[:n].mean()), np.full(y.size - n, diag[n:].mean())]) ** -0.5
-    k, kv = g_train * s[:, None] * s[None, :], g_val * s[None, :]
+    k = g_train if overwrite else g_train.copy()
+    k *= s[:, None]
+    k *= s[None, :]
+    kv = g_val * s[None, :]
 
     def force_mae(pred, yv):
         return float(np.mean(np.abs(pred[nv:] - yv[nv:])))
 
     ridge, val_force, _, coef = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol,
-                                             with_coef=True)
+                                             with_coef=True, overwrite=True)
     coef = s * coef
     val_energy = float(np.mean(np.abs(g_val[:nv] @ coef - y_val[:nv])))
     return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "val_force_mae": val_force,
@@ -230,7 +237,7 @@ def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
 
 def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequence[int], ridges, *,
                        psd_rtol: float = ENERGY_FORCE_PSD_RTOL, batch: int = 4, progress=None,
-                       log=print) -> tuple[list, dict]:
+                       log=print, store: Optional[str] = None) -> tuple[list, dict]:
     """Test MAEs of energy + force kernel regression for nested training sets: ``(rows, seconds)``.
 
     Args:
@@ -240,6 +247,8 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         train: training conformation indices; the first ``N`` of them for each ``N`` in ``n_train``.
         val: validation conformations (the ridge is chosen on their force MAE); test: test conformations.
         ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
+        store: a directory; each Gram keeps its finished tiles in ``<store>/<name>_{train,val,test}``
+            (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped.
 
     The training Gram of the largest set and the validation–training Gram are computed once per
     kernel and sliced for the smaller sets. Test energies and forces: for kernels with the Fourier-side
@@ -261,22 +270,28 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
     rows, seconds = [], {}
     for name, k in kernels.items():
         t0 = time.perf_counter()
-        g_tr = energy_force_gram(k, R[train[:n_max]], batch=batch, progress=progress)
+        where = (lambda part: None) if store is None else (lambda part: os.path.join(store, f"{name}_{part}"))
+        g_tr = energy_force_gram(k, R[train[:n_max]], batch=batch, progress=progress, store=where("train"))
         t1 = time.perf_counter()
-        g_va = energy_force_gram(k, R[val], R[train[:n_max]], batch=batch, progress=progress)
+        g_va = energy_force_gram(k, R[val], R[train[:n_max]], batch=batch, progress=progress, store=where("val"))
         t2 = time.perf_counter()
         seconds[f"{name}_train_gram"], seconds[f"{name}_val_gram"] = t1 - t0, t2 - t1
         seconds[f"{name}_train_gram_s_per_pair"] = (t1 - t0) / (n_max * (n_max + 1) / 2)
         seconds[f"{name}_val_gram_s_per_pair"] = (t2 - t1) / (val.size * n_max)
         g_te = None
         if _route(k, "auto") == "fourier":
-            g_te = energy_force_gram(k, R[test], R[train[:n_max]], batch=batch, progress=progress)
+            g_te = energy_force_gram(k, R[test], R[train[:n_max]], batch=batch, progress=progress,
+                                     store=where("test"))
             seconds[f"{name}_test_gram"] = dt = time.perf_counter() - t2
             seconds[f"{name}_test_gram_s_per_pair"] = dt / (test.size * n_max)
-        for n in n_train:
+        ns = sorted(n_train)
+        for pos, n in enumerate(ns):
             sel = gram_rows(np.arange(n), n_max, n3)
-            g_n = g_tr if n == n_max else g_tr[np.ix_(sel, sel)]  # no copy of the largest Gram
-            fit = fit_energy_forces(g_n, g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val], ridges, psd_rtol)
+            # a slice is a copy, and the largest Gram is not needed after its own fit (the last): both may be
+            # destroyed by the fit, which then needs no copy of its own
+            g_n = g_tr if n == n_max else g_tr[np.ix_(sel, sel)]
+            fit = fit_energy_forces(g_n, g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val], ridges, psd_rtol,
+                                    overwrite=n < n_max or pos == len(ns) - 1)
             if g_te is not None:
                 pred = g_te[:, sel] @ fit["coef"]
                 e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)

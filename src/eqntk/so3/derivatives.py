@@ -328,23 +328,20 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
             ee = ee + jnp.einsum("IiJj->IJ", sP)
             fe = fe - jnp.einsum("IiJjae,IiJje->IJa", p, aB) - jnp.einsum("Iia,IiJj->IJa", qd1, sq)
             ef = ef - jnp.einsum("Jjb,IiJj->IJb", qd2, sqp)
-            U = jnp.einsum("IiJjae,IiJjef->IiJjaf", p, phi)  # p_a Φ
+            # what multiplies x ⊗ ∂x'_b (summed over m, c) for tangent a: p_a Φ + ∂q_a A_qB; and A_B as row 3n (ef)
+            U = jnp.einsum("IiJjae,IiJjef->IiJjaf", p, phi) + qd1[:, :, None, None, :, None] * aqB[..., None, :]
+            U = jnp.concatenate([U, aB[..., None, :]], axis=-2)  # (b1, i, b2, j, 3n + 1, N_L)
             t = jnp.einsum("IiJja,Jjb->IJab", jnp.einsum("IiJjae,IiJje->IiJja", p, aBqp), qd2)
             t = t + jnp.einsum("Iia,Jjb,IiJj->IJab", qd1, qd2, sqq)
             for l, sl in enumerate(slices):
                 k, o = 2 * l + 1, slice(offs[l], offs[l + 1])
                 x1l, xd1l, xd2l = x1[..., sl, :], xd1[..., sl, :], xd2[..., sl, :]
-                # p_a Φ ∂M/∂R'_b: the sum over atoms i first
+                # (p_a Φ + ∂q_a A_qB) x + A_B ∂x_a: the sum over atoms i first; then with ∂x'_b
                 V = jnp.einsum("IiJjamn,Iimc->IJjanc", U[..., o].reshape(sh + (-1, k, k)), x1l)
-                t = t + s * jnp.einsum("IJjanc,Jjbnc->IJab", V, xd2l)
-                # s ∂x_a A_B ∂x'_b
-                Al = aB[..., o].reshape(sh + (k, k))
-                t = t + s * jnp.einsum("IacJjn,Jjbnc->IJab", jnp.einsum("Iiamc,IiJjmn->IacJjn", xd1l, Al), xd2l)
-                # ef: x A_B ∂x'_b
-                ef = ef - s * jnp.einsum("IJjnc,Jjbnc->IJb", jnp.einsum("Iimc,IiJjmn->IJjnc", x1l, Al), xd2l)
-                # ∂q_a x A_qB ∂x'_b
-                H = jnp.einsum("Iia,Iimc,IiJjmn->IJjnca", qd1, x1l, aqB[..., o].reshape(sh + (k, k)))
-                t = t + s * jnp.einsum("IJjnca,Jjbnc->IJab", H, xd2l)
+                Y = jnp.einsum("Iiamc,IiJjmn->IJjanc", xd1l, aB[..., o].reshape(sh + (k, k)))
+                V = V + jnp.concatenate([Y, jnp.zeros_like(Y[:, :, :, :1])], axis=3)
+                out = s * jnp.einsum("IJjanc,Jjbnc->IJab", V, xd2l)
+                t, ef = t + out[:, :, :-1], ef - out[:, :, -1]
             ff = ff + t
         return ee, ef, fe, ff
 
