@@ -69,12 +69,18 @@ def test_learns_forces_in_random_orientations(synthetic):
 
 
 def test_cli_writes_json_and_png_and_refuses_bad_data(synthetic, tmp_path, capsys):
-    out = str(tmp_path / "out")
-    rc = cli.main(["md17", "--data", synthetic, "--n-train", "10", "--n-val", "5", "--n-test", "5", "--out", out,
-                   "--no-progress"])
+    out, store = str(tmp_path / "out"), str(tmp_path / "tiles")
+    args = ["md17", "--data", synthetic, "--n-train", "10", "--n-val", "5", "--n-test", "5", "--no-progress",
+            "--store", store]
+    rc = cli.main(args + ["--out", out])
     assert rc == 0
     assert os.path.exists(os.path.join(out, "md17.json")) and os.path.exists(os.path.join(out, "md17_learning_curve.png"))
     assert "l = 1 NTK" in capsys.readouterr().out
+    assert sorted(os.listdir(store)) == [f"Z{e}_{part}" for e in sorted(set(Z.tolist())) for part in ("pool", "test")]
+    assert cli.main(args + ["--out", out + "2"]) == 0  # the same command again: every tile read from the store
+    capsys.readouterr()
+    with open(os.path.join(out, "md17.json")) as f, open(os.path.join(out + "2", "md17.json")) as g:
+        assert json.load(f)["results"] == json.load(g)["results"]
     bad = str(tmp_path / "bad.npz")
     np.savez(bad, z=Z, R=np.zeros((3, 5, 3)))
     assert cli.main(["md17", "--data", bad, "--out", out, "--no-progress"]) == 2

@@ -145,7 +145,7 @@ def cmd_md17(args) -> int:
                               n_val=args.n_val, n_test=args.n_test,
                               seed=args.seed, test_seed=args.test_seed, bandlimit=args.bandlimit,
                               oversampling=args.oversampling, dtype=args.dtype, ridges=tuple(args.ridge),
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, store=args.store)
     except ValueError as e:
         print(f"eqntk: error: {e}", file=sys.stderr)
         return 2
@@ -348,8 +348,9 @@ l = 1 matrix kernel of S2ConvSO3 -> Rbf -> SO3ConvSO3(., 2), one regression per 
 SO3Pool -> Dense) trained on the energies and forces of the training conformations (its joint
 energy-force Gram, its derivatives taken on the Fourier side); test energies and forces F = -dE/dR.
 Its force-force blocks need a finer quadrature (default oversampling 8, against 6 for the vector
-model); about 16 ms per pair of conformations on a 2-core CPU, hence smaller defaults: N = 25 50,
-20 validation, 50 test conformations.
+model); about 10 ms per pair of conformations on a 2-core CPU, hence smaller defaults: N = 25 50,
+20 validation, 50 test conformations. Long runs: --store DIR keeps every finished tile, and the
+same command run again resumes from them.
 
 Without --data it runs on the 500 MD17 ethanol conformations shipped with eqntk
 (eqntk.data.load_md17(); energies in kcal/mol, forces in kcal/mol/Angstrom):
@@ -388,6 +389,8 @@ def _add_md17(sub):
                         "(energy-forces, default 8); the kernel's accuracy limits the fit")
     q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(default["ridges"]), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
+    q.add_argument("--store", default=None, metavar="DIR",
+                   help="keep finished kernel tiles here; re-running the same command resumes from them")
     _add_common(q, "eqntk_output/md17")
     q.set_defaults(dtype=default["dtype"])
     q.set_defaults(func=cmd_md17)

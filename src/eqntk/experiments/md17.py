@@ -24,7 +24,7 @@ to the energies *and* forces of the training conformations (the joint Gram of
 test energies and forces ``−∂E/∂R`` from the test–training Gram; the ridge chosen on the validation
 conformations' forces. Energies and forces are both reported. It costs ``N (N + 1) / 2`` conformation
 pairs of ``(1 + 3n)²`` kernel derivatives for the training Gram and ``N`` per validation or test
-conformation (~16 ms per pair at its default oversampling 8 on a 2-core CPU, ethanol; 0.15 s by
+conformation (~10 ms per pair at its default oversampling 8 on a 2-core CPU, ethanol; 0.15 s by
 autodiff), so its defaults are smaller than the vector model's.
 Its quadrature must be finer than the vector model's: on the same MD17 ethanol split, oversampling 6
 instead of 8 raised the test force MAE at N = 100 from 39.7 to 64.6 meV/Å (docs/forces.md).
@@ -87,6 +87,7 @@ class MD17Config:
     ridges: Sequence[float] = RIDGES
     tile: int = 128
     progress: Optional[bool] = None
+    store: Optional[str] = None    # a directory keeping finished kernel tiles: an interrupted run resumes from them
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -137,11 +138,13 @@ def split(n_conf: int, n_test: int, n_val: int, n_train_max: int, seed: int, tes
     return test, perm[:n_val], perm[n_val:n_val + n_train_max]
 
 
-def element_kernels(kernel_fn, x_all, z, pool, test, *, tile: int = 128, progress=None, log=None) -> dict:
+def element_kernels(kernel_fn, x_all, z, pool, test, *, tile: int = 128, progress=None, log=None,
+                    store: Optional[str] = None) -> dict:
     """Per element ``e``: ``(atoms of e, pool × pool, test × pool)`` matrix kernels ``{kind: (·, ·, 3, 3)}``.
 
     ``x_all``: ``(n_conf · n_atoms, L², C)`` environments, conformation-major; rows of the kernels
     are (conformation, atom of ``e``), conformation-major, in the order of ``pool`` / ``test``.
+    ``store``: a directory; each kernel keeps its finished tiles in ``<store>/Z<e>_{pool,test}`` (resumable).
     """
     from ..so3.vector import vector_blocks
 
@@ -150,8 +153,9 @@ def element_kernels(kernel_fn, x_all, z, pool, test, *, tile: int = 128, progres
         ia = np.nonzero(z == e)[0]
         xp = x_all[(pool[:, None] * n_at + ia).ravel()]
         xt = x_all[(test[:, None] * n_at + ia).ravel()]
-        kp = kernel_fn(xp, None, KINDS, tile_size=tile, progress=progress)
-        kt = kernel_fn(xt, xp, KINDS, tile_size=tile, progress=progress)
+        where = (lambda part: None) if store is None else (lambda part: os.path.join(store, f"Z{int(e)}_{part}"))
+        kp = kernel_fn(xp, None, KINDS, tile_size=tile, progress=progress, store=where("pool"))
+        kt = kernel_fn(xt, xp, KINDS, tile_size=tile, progress=progress, store=where("test"))
         out[int(e)] = (ia, {k: vector_blocks(getattr(kp, k)) for k in KINDS},
                        {k: vector_blocks(getattr(kt, k)) for k in KINDS})
         if log:
@@ -341,7 +345,8 @@ def run(cfg: MD17Config, log=print) -> dict:
         return _result(cfg, rows, zero, {**timer.seconds, "total": timer.total}, seconds,
                        zero_energy=float(np.mean(np.abs(d["E"][test] - np.mean(d["E"][train[:max(cfg.n_train)]])))))
     with timer("kernels"):
-        kernels = element_kernels(kf, x_all, z, pool, test, tile=cfg.tile, progress=cfg.progress, log=log)
+        kernels = element_kernels(kf, x_all, z, pool, test, tile=cfg.tile, progress=cfg.progress, log=log,
+                                  store=cfg.store)
     rows = []
     with timer("regression"):
         for n in cfg.n_train:
@@ -369,7 +374,7 @@ def _energy_force_rows(cfg: MD17Config, kf, spec, scale: float, d: dict, train, 
     kernels = {f"so3_{kind}": conformation_kernel(kf, z, env, get=kind) for kind in KINDS}
     with timer("energy-force kernels"):
         return energy_force_curve(kernels, d["R"], d["E"], d["F"], train, val, test, cfg.n_train, cfg.ridges,
-                                  progress=cfg.progress, log=log)
+                                  progress=cfg.progress, log=log, store=cfg.store)
 
 
 def _result(cfg: MD17Config, rows: list, zero: float, seconds: dict, kernel_seconds: Optional[dict] = None,
