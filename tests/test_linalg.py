@@ -302,3 +302,37 @@ def test_overwrite_paths_equal_the_copying_ones(monkeypatch):
     r2, s2, _, coef2 = common.select_ridge(work, y, kv, yv, mae, [1e-6, 1e-3, 1e-1], with_coef=True, overwrite=True)
     assert r2 == r and s2 == pytest.approx(s, rel=1e-9)
     np.testing.assert_allclose(coef2, coef, rtol=1e-7, atol=1e-9 * np.abs(coef).max())
+
+
+def test_select_ridge_by_cholesky_equals_the_eigendecomposition():
+    """method='cholesky' (one factorisation per ridge) chooses the ridge and coefficients of method='eigh';
+    a ridge at which K + r·I does not factorise is skipped when within the PSD tolerance, and an indefinite K
+    beyond it is refused."""
+    rng = np.random.default_rng(13)
+    k = gram_with_spectrum(np.geomspace(1e-4, 3.0, 40), rng)
+    y = rng.normal(size=(40, 2))
+    kv, yv = k[:9] + 0.01, rng.normal(size=(9, 2))
+    mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+    ridges = [1e-6, 1e-4, 1e-2, 1e-1]
+    r, s, trials, coef = common.select_ridge(k, y, kv, yv, mae, ridges, with_coef=True, method="eigh")
+    r2, s2, trials2, coef2 = common.select_ridge(k, y, kv, yv, mae, ridges, with_coef=True, method="cholesky")
+    assert r2 == r and s2 == pytest.approx(s, rel=1e-9)
+    np.testing.assert_allclose([t[1] for t in trials2], [t[1] for t in trials], rtol=1e-8)
+    np.testing.assert_allclose(coef2, coef, rtol=1e-8, atol=1e-10 * np.abs(coef).max())
+    # slightly indefinite (within psd_rtol): the smallest ridge does not factorise and is skipped
+    lam, vecs = np.linalg.eigh(k)
+    lam[0] = -1e-7 * lam[-1]
+    k_in = (vecs * lam) @ vecs.T
+    k_in = 0.5 * (k_in + k_in.T)
+    tiny = 1e-12 * np.mean(np.diag(k_in)) ** -1 * lam[-1]
+    got = common.select_ridge(k_in, y, kv, yv, mae, [tiny, 1e-2], psd_rtol=1e-4, method="cholesky")
+    assert [t[0] for t in got[2]] == [1e-2]
+    # indefinite beyond the tolerance: refused, as the eigendecomposition refuses it
+    lam[0] = -1e-2 * lam[-1]
+    k_bad = (vecs * lam) @ vecs.T
+    k_bad = 0.5 * (k_bad + k_bad.T)
+    for method in ("eigh", "cholesky"):
+        with pytest.raises(ValueError, match="not positive semi-definite"):
+            common.select_ridge(k_bad, y, kv, yv, mae, [1e-6, 1e-3], psd_rtol=1e-4, method=method)
+    with pytest.raises(ValueError, match="method must be"):
+        common.select_ridge(k, y, kv, yv, mae, ridges, method="lu")

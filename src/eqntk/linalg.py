@@ -65,6 +65,7 @@ import numpy as np
 import scipy.linalg
 
 __all__ = ["JitterWarning", "Spectrum", "psd_tolerance", "check_psd", "gram", "cholesky", "cho_solve",
+           "shifted_solve", "largest_eigenvalue",
            "spectrum", "shift", "flow_weights"]
 
 Array = Any
@@ -396,6 +397,39 @@ def cho_solve(chol: Array, rhs: Array) -> Array:
 # ----------------------------------------------------------------------------------------------
 # Spectra and spectral filters
 # ----------------------------------------------------------------------------------------------
+
+
+def shifted_solve(k: np.ndarray, ridge: float, rhs: np.ndarray, work: np.ndarray) -> Optional[np.ndarray]:
+    """``(K + ridge·I)⁻¹ rhs`` by a Cholesky factorisation in ``work``, or ``None`` if ``K + ridge·I`` is not
+    numerically positive definite (NumPy only).
+
+    ``k`` symmetric ``(n, n)`` (from :func:`gram`) is left as it is; ``work``, a C-ordered ``(n, n)`` buffer of
+    its dtype, is overwritten (reused across ridges: the memory is ``K`` and ``work``, no identity matrix or
+    other copy). ``rhs``: ``(n,)`` or ``(n, m)``.
+    """
+    n = k.shape[0]
+    np.copyto(work, k)
+    work.flat[::n + 1] += ridge
+    try:  # workᵀ is work (symmetric) and Fortran-ordered: LAPACK factorises it in place
+        c = scipy.linalg.cho_factor(work.T, lower=False, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    return scipy.linalg.cho_solve(c, rhs, check_finite=False)
+
+
+def largest_eigenvalue(k: np.ndarray, steps: int = 30, seed: int = 0) -> float:
+    """A lower bound on ``μ_max`` of symmetric PSD ``k`` (power iteration, ``steps`` products with ``k``);
+    within a few per cent for Gram matrices, whose top eigenvalue is well separated."""
+    v = np.random.default_rng(seed).normal(size=k.shape[0])
+    mu = 0.0
+    for _ in range(steps):
+        w = k @ v
+        mu = float(v @ w) / float(v @ v)
+        nrm = np.linalg.norm(w)
+        if nrm == 0:
+            return 0.0
+        v = w / nrm
+    return mu
 
 
 def spectrum(k: Array, ridge: float = 0.0, rtol: Optional[float] = None,
