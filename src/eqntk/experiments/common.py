@@ -88,9 +88,10 @@ def padded_kernel(kernel_fn: Callable, x1: np.ndarray, x2: Optional[np.ndarray] 
 #: rows from which :func:`select_ridge` factorises per ridge instead of decomposing once (its ``method='auto'``).
 #: On a 2-core CPU at 4,000 rows the eigendecomposition took 5.9 s and a Cholesky factorisation 0.32 s; the
 #: reduction to tridiagonal form streams ~2n³ bytes and turns memory bound once the matrix leaves the cache,
-#: while the factorisation stays compute bound. n³ scaling alone gives 34 min against 2 min per ridge at
-#: 28,000 rows (N = 1,000 ethanol conformations with forces), so ten ridges cost less by Cholesky.
-CHOLESKY_ROWS = 20_000
+#: while the factorisation stays compute bound. n³ scaling alone gives 4.9 min against 14 s per ridge at
+#: 14,000 rows and 34 against 2 min at 28,000 (N = 500 and 1,000 ethanol conformations with forces), so a
+#: grid of ten ridges costs less by Cholesky there.
+CHOLESKY_ROWS = 10_000
 
 
 def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_val: np.ndarray,

@@ -231,8 +231,8 @@ def _pointwise_derivatives(psi: Callable) -> Callable:
 
 
 #: atom pairs whose values on the quadrature points are held at once (``chunk · G`` numbers per derivative):
-#: evaluating and analysing the pointwise derivatives chunk by chunk keeps them in cache, 1.65x faster for the
-#: whole tile than materialising all pairs (8125 points, ethanol, 2-core CPU)
+#: evaluating and analysing the pointwise derivatives chunk by chunk keeps them in cache; the NTK tile of the
+#: ``eqntk qm9`` network took 10.3 instead of 15.9 ms per conformation pair (8,125 points, ethanol, 2-core CPU)
 PAIR_CHUNK = 16
 
 
