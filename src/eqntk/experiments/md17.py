@@ -201,8 +201,9 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     energy block on energy rows and of the force block on force rows (energies and forces have
     different units and scales), i.e. one relative ridge on ``D^{-1/2} G D^{-1/2}``.
 
-    ``overwrite``: ``g_train`` may be destroyed (scaled, symmetrised and decomposed in place): memory
-    ``g_train`` plus its eigenvectors, where a copy would not fit (N = 1,000 ethanol: 6.3 GB each).
+    ``overwrite``: ``g_train`` may be destroyed (scaled and symmetrised in place): memory ``g_train`` plus
+    one matrix of its size (eigenvectors, or the Cholesky work matrix of ``select_ridge``), where a copy
+    would not fit (N = 1,000 ethanol: 6.3 GB each).
 
     Returns ``{'coef' (N (1 + 3n),): the coefficients of energy_force_predict, 'energy_mean',
     'ridge_rel', 'val_force_mae', 'val_energy_mae'}`` (data units).
@@ -252,7 +253,8 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         val: validation conformations (the ridge is chosen on their force MAE); test: test conformations.
         ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
         store: a directory; each Gram keeps its finished tiles in ``<store>/<name>_{train,val,test}``
-            (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped.
+            (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped. The
+            times in ``seconds`` then cover the tiles computed by this call only.
 
     The training Gram of the largest set and the validation–training Gram are computed once per
     kernel and sliced for the smaller sets. Test energies and forces: for kernels with the Fourier-side
