@@ -257,6 +257,16 @@ def test_energy_force_gram_resumes_from_its_store(tmp_path, monkeypatch):
     assert not calls  # everything read back
     got = fo.energy_force_gram(_gaussian_kernel, R[:3], R, batch=2, store=tmp_path / "cross")
     np.testing.assert_array_equal(got, want_cross)
+    info = {}
+    fo.energy_force_gram(_gaussian_kernel, R, batch=2, store=tmp_path / "train", info=info)
+    assert info == {"tiles": 6, "pairs": 15, "pairs_computed": 0}
+
+    class Opaque:  # no structural fingerprint: a store could not tell it from another kernel
+        def __call__(self, a, b):
+            return jnp.sum(a * b)
+
+    with pytest.raises(ValueError, match="store= needs a kernel whose fingerprint"):
+        fo.energy_force_gram(Opaque(), R, batch=2, store=tmp_path / "opaque")
     for other in [dict(R1=R[:4]), dict(R1=R, batch=1), dict(R1=R, kernel=lambda a, b: jnp.sum(a * b))]:
         args = dict(kernel=_gaussian_kernel, batch=2) | other
         with pytest.raises(ValueError, match="different computation"):

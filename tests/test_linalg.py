@@ -279,7 +279,9 @@ def test_overwrite_paths_equal_the_copying_ones(monkeypatch):
     noise = 1e-14 * rng.normal(size=k.shape)
     k_asym = k + noise  # within the symmetry tolerance
     want_k = 0.5 * (k_asym + k_asym.T)
-    got_k, _ = linalg.gram(k_asym.copy(), overwrite=True)
+    given = k_asym.copy()
+    got_k, _ = linalg.gram(given, overwrite=True)
+    assert got_k is given  # symmetrised in place
     np.testing.assert_array_equal(got_k, want_k)
     np.testing.assert_array_equal(linalg.gram(k_asym)[0], want_k)
     bad = k.copy()
@@ -290,7 +292,9 @@ def test_overwrite_paths_equal_the_copying_ones(monkeypatch):
     nan[29, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         linalg.gram(nan, overwrite=True)
-    spec = linalg.spectrum(want_k.copy(), overwrite=True)
+    given = want_k.copy()
+    spec = linalg.spectrum(given, overwrite=True)
+    assert not np.array_equal(given, want_k)  # LAPACK worked in it
     ref = np.linalg.eigh(want_k)
     np.testing.assert_allclose(spec.mu, np.maximum(ref[0], 0), rtol=0, atol=1e-12)
     np.testing.assert_allclose((spec.vecs * spec.mu) @ spec.vecs.T, want_k, rtol=0, atol=1e-12)
@@ -327,12 +331,48 @@ def test_select_ridge_by_cholesky_equals_the_eigendecomposition():
     tiny = 1e-12 * np.mean(np.diag(k_in)) ** -1 * lam[-1]
     got = common.select_ridge(k_in, y, kv, yv, mae, [tiny, 1e-2], psd_rtol=1e-4, method="cholesky")
     assert [t[0] for t in got[2]] == [1e-2]
-    # indefinite beyond the tolerance: refused, as the eigendecomposition refuses it
+    # indefinite beyond the tolerance: refused, as the eigendecomposition refuses it, also where every ridge
+    # of the grid is large enough to factorise
     lam[0] = -1e-2 * lam[-1]
     k_bad = (vecs * lam) @ vecs.T
     k_bad = 0.5 * (k_bad + k_bad.T)
+    big = 10 * lam[-1] / np.mean(np.diag(k_bad))
     for method in ("eigh", "cholesky"):
-        with pytest.raises(ValueError, match="not positive semi-definite"):
-            common.select_ridge(k_bad, y, kv, yv, mae, [1e-6, 1e-3], psd_rtol=1e-4, method=method)
+        for grid in ([1e-6, 1e-3], [big, 2 * big]):
+            with pytest.raises(ValueError, match="not positive semi-definite"):
+                common.select_ridge(k_bad, y, kv, yv, mae, grid, psd_rtol=1e-4, method=method)
     with pytest.raises(ValueError, match="method must be"):
         common.select_ridge(k, y, kv, yv, mae, ridges, method="lu")
+
+
+def test_auto_method_factorises_per_ridge_from_cholesky_rows(monkeypatch):
+    rng = np.random.default_rng(14)
+    k = gram_with_spectrum(np.geomspace(1e-4, 3.0, 20), rng)
+    y, kv, yv = rng.normal(size=20), k[:5], rng.normal(size=5)
+    mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+    calls = []
+    real = linalg.shifted_solve
+    monkeypatch.setattr(linalg, "shifted_solve", lambda *a: calls.append(1) or real(*a))
+    common.select_ridge(k, y, kv, yv, mae, [1e-3, 1e-1], method="auto")
+    assert not calls  # 20 rows: below CHOLESKY_ROWS
+    monkeypatch.setattr(common, "CHOLESKY_ROWS", 20)
+    common.select_ridge(k, y, kv, yv, mae, [1e-3, 1e-1], method="auto")
+    assert len(calls) == 3  # a factorisation per ridge, and one at τ·μ_max certifying the PSD rule
+    with pytest.raises(ValueError, match="method must be"):
+        common.select_ridge(k, y, kv, yv, mae, [1e-3], method="lu")
+
+
+def test_shifted_solve_and_largest_eigenvalue_against_dense_numpy():
+    rng = np.random.default_rng(15)
+    lam = np.geomspace(1e-3, 5.0, 25)
+    k = gram_with_spectrum(lam, rng)
+    work = np.empty_like(k)
+    for rhs in (rng.normal(size=25), rng.normal(size=(25, 3))):
+        got = linalg.shifted_solve(k, 0.1, rhs, work)
+        np.testing.assert_allclose(got, np.linalg.solve(k + 0.1 * np.eye(25), rhs), rtol=1e-10)
+        assert got.shape == rhs.shape
+    assert linalg.shifted_solve(k, -1.0, rng.normal(size=25), work) is None  # K - I is indefinite
+    with pytest.raises(ValueError, match="C-ordered"):
+        linalg.shifted_solve(k, 0.1, rng.normal(size=25), np.asfortranarray(work))
+    mu = linalg.largest_eigenvalue(k)
+    assert mu <= np.linalg.eigvalsh(k)[-1] * (1 + 1e-12) and mu == pytest.approx(np.linalg.eigvalsh(k)[-1], rel=1e-6)

@@ -205,9 +205,9 @@ class _NumPy:
 
     @staticmethod
     def eigh(k, overwrite: bool = False):
-        """Eigenvalues (ascending) and eigenvectors of symmetric ``k``. ``overwrite``: ``k`` is used as LAPACK's
-        work array (destroyed) and the MRRR driver needs O(n) more: ``k`` plus the eigenvectors in all, against
-        a copy and a 2n² workspace otherwise (28,000 rows: 12.5 GB instead of 31 GB)."""
+        """Eigenvalues (ascending) and eigenvectors of symmetric ``k``. ``overwrite``: a C-ordered ``k`` is used
+        as LAPACK's work array (destroyed) and the MRRR driver needs O(n) more: ``k`` plus the eigenvectors in
+        all, against a copy and a 2n² workspace otherwise (28,000 rows: 12.5 GB instead of 31 GB)."""
         if not overwrite:
             return np.linalg.eigh(k)
         # kᵀ is k (symmetric) and Fortran-ordered when k is C-ordered: LAPACK works on it without a copy
@@ -400,13 +400,21 @@ def cho_solve(chol: Array, rhs: Array) -> Array:
 
 
 def shifted_solve(k: np.ndarray, ridge: float, rhs: np.ndarray, work: np.ndarray) -> Optional[np.ndarray]:
-    """``(K + ridge·I)⁻¹ rhs`` by a Cholesky factorisation in ``work``, or ``None`` if ``K + ridge·I`` is not
-    numerically positive definite (NumPy only).
+    """``(K + ridge·I)⁻¹ rhs`` by a Cholesky factorisation in ``work``, or ``None`` where ``K + ridge·I`` is not
+    numerically positive definite. NumPy only.
 
-    ``k`` symmetric ``(n, n)`` (from :func:`gram`) is left as it is; ``work``, a C-ordered ``(n, n)`` buffer of
-    its dtype, is overwritten (reused across ridges: the memory is ``K`` and ``work``, no identity matrix or
-    other copy). ``rhs``: ``(n,)`` or ``(n, m)``.
+    Args:
+        k: symmetric ``(n, n)`` (from [`gram`][eqntk.linalg.gram]); left as it is.
+        ridge: absolute, added to the diagonal.
+        rhs: ``(n,)`` or ``(n, m)``.
+        work: a C-ordered ``(n, n)`` buffer of ``k``'s dtype, overwritten (reuse it across ridges: the memory
+            is ``k`` and ``work``, no identity matrix or other copy).
+
+    Returns:
+        The solution, shaped as ``rhs``; ``None`` if the factorisation fails.
     """
+    if not work.flags.c_contiguous or work.shape != k.shape:
+        raise ValueError(f"shifted_solve: work must be a C-ordered {k.shape} array, got {work.shape}")
     n = k.shape[0]
     np.copyto(work, k)
     work.flat[::n + 1] += ridge
@@ -418,17 +426,26 @@ def shifted_solve(k: np.ndarray, ridge: float, rhs: np.ndarray, work: np.ndarray
 
 
 def largest_eigenvalue(k: np.ndarray, steps: int = 30, seed: int = 0) -> float:
-    """A lower bound on ``μ_max`` of symmetric PSD ``k`` (power iteration, ``steps`` products with ``k``);
-    within a few per cent for Gram matrices, whose top eigenvalue is well separated."""
+    """A lower bound on the largest eigenvalue of a symmetric PSD ``(n, n)`` matrix (power iteration).
+
+    Args:
+        k: the matrix (NumPy).
+        steps: products with ``k``; a Gram matrix's top eigenvalue is usually well separated, and the
+            Rayleigh quotient converges quadratically to it.
+        seed: of the random start.
+
+    Returns:
+        The Rayleigh quotient after ``steps`` products (``≤ μ_max``).
+    """
     v = np.random.default_rng(seed).normal(size=k.shape[0])
     mu = 0.0
     for _ in range(steps):
         w = k @ v
         mu = float(v @ w) / float(v @ v)
-        nrm = np.linalg.norm(w)
-        if nrm == 0:
+        norm = np.linalg.norm(w)
+        if norm == 0:
             return 0.0
-        v = w / nrm
+        v = w / norm
     return mu
 
 

@@ -97,12 +97,12 @@ CHOLESKY_ROWS = 10_000
 def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_val: np.ndarray,
                  score: Callable[[np.ndarray, np.ndarray], float], ridges: Sequence[float] = DEFAULT_RIDGES,
                  higher_is_better: bool = False, psd_rtol: Optional[float] = None, with_coef: bool = False,
-                 overwrite: bool = False, method: str = "auto") -> tuple:
+                 overwrite: bool = False, method: str = "eigh") -> tuple:
     """Kernel ridge regression for each relative ridge; the best on the validation split.
 
     The absolute ridge is ``r · mean(diag k_train)``. One eigendecomposition of ``k_train``
     (:func:`eqntk.linalg.spectrum`, float64) serves the whole grid; ridges whose ``K + r·I`` is
-    numerically singular use the pseudo-inverse. Returns ``(best relative ridge, its validation
+    numerically singular use the pseudo-inverse (``method='eigh'``, the default; see below for the other). Returns ``(best relative ridge, its validation
     score, [(r, score), ...])``; ``with_coef``: and the dual coefficients ``(K + r·scale·I)⁻¹ y_train``
     of the best ridge (from the same eigendecomposition: the model that was validated, without a
     second factorisation). ``psd_rtol``: the kernel's relative accuracy (Grams summed from
@@ -112,10 +112,11 @@ def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_
     ``k_train`` plus its eigenvectors, for Grams near the machine's size (``linalg.spectrum``).
 
     ``method``: ``'eigh'`` as above; ``'cholesky'``: one factorisation of ``K + r·scale·I`` per ridge
-    (:func:`eqntk.linalg.shifted_solve`; memory ``K`` plus one work matrix), where a ridge at which it is
-    not numerically positive definite is skipped, and ``K`` is refused as indefinite if that happens at an
-    absolute ridge above ``τ · μ_max`` (the PSD rule, ``μ_max`` by power iteration); ``'auto'``: Cholesky
-    from :data:`CHOLESKY_ROWS` rows. LAPACK's reduction to tridiagonal form streams the whole matrix
+    (:func:`eqntk.linalg.shifted_solve`; memory ``K`` plus one work matrix). A ridge at which it is not
+    numerically positive definite is skipped (where the pseudo-inverse would serve it); the PSD rule is
+    certified by the factorisations, ``K + τ·μ_max·I`` positive definite (``μ_max`` by power iteration,
+    one more factorisation where no ridge of the grid is that small), else ``K`` is refused as with
+    ``'eigh'``; ``'auto'``: Cholesky from :data:`CHOLESKY_ROWS` rows. LAPACK's reduction to tridiagonal form streams the whole matrix
     once per column: its cost is bound by memory bandwidth once the Gram outgrows the cache.
     """
     from .. import linalg
@@ -154,34 +155,35 @@ def select_ridge(k_train: np.ndarray, y_train: np.ndarray, k_val: np.ndarray, y_
     return best[0], best[1], trials, coef
 
 
-def _select_ridge_cholesky(k, y_train, k_val, y_val, score, ridges, higher_is_better: bool, rtol: float,
-                           scale: float, with_coef: bool) -> tuple:
+def _select_ridge_cholesky(k: np.ndarray, y_train, k_val, y_val, score: Callable, ridges: Sequence[float],
+                           higher_is_better: bool, rtol: float, scale: float, with_coef: bool) -> tuple:
     """:func:`select_ridge` by one Cholesky factorisation per ridge (its ``method='cholesky'``)."""
+    import operator
+
     from .. import linalg
 
     y = np.asarray(y_train, dtype=np.float64).reshape(k.shape[0], -1)
     kv = np.asarray(k_val, dtype=np.float64)
-    work = np.empty_like(k)
-    better = (lambda a, b: a > b) if higher_is_better else (lambda a, b: a < b)  # noqa: E731
-    trials, best, failed = [], None, []
+    work = np.empty(k.shape, k.dtype)  # C-ordered whatever k is
+    better = operator.gt if higher_is_better else operator.lt
+    trials, best, solved = [], None, []
     for r in ridges:
         coef = linalg.shifted_solve(k, r * scale, y, work)
         if coef is None:
-            failed.append(float(r))
             continue
+        solved.append(r * scale)
         s = float(score((kv @ coef).reshape((kv.shape[0],) + np.shape(y_train)[1:]), y_val))
         if np.isfinite(s):
             trials.append((float(r), s))
             if best is None or better(s, best[1]):
                 best = (float(r), s, coef)
+    # the PSD rule (linalg.check_psd: μ_min ≥ −τ·μ_max), certified by a factorisation at a ridge ≤ τ·μ_max
+    tol = rtol * linalg.largest_eigenvalue(k)
+    if not any(a <= tol for a in solved) and linalg.shifted_solve(k, tol, y[:, :1], work) is None:
+        raise ValueError(f"training kernel is not positive semi-definite: K + {tol:.3e}·I does not factorise "
+                         f"(the tolerated {rtol:.1e} times the largest eigenvalue); check the kernel computation, "
+                         f"or pass psd_rtol= (the kernel's relative accuracy) to accept it")
     del work
-    if failed:
-        mu_max = linalg.largest_eigenvalue(k)
-        if max(failed) * scale > rtol * mu_max:
-            raise ValueError(f"training kernel is not positive semi-definite: K + r·I does not factorise at "
-                             f"the ridge {max(failed) * scale:.3e}, above the tolerated {rtol:.1e} · μ_max "
-                             f"({mu_max:.3e}); check the kernel computation, or pass psd_rtol= (the kernel's "
-                             f"relative accuracy) to accept it")
     if best is None:
         raise ValueError("kernel regression failed for every ridge of the grid (use a larger ridge)")
     if not with_coef:

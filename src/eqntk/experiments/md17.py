@@ -153,14 +153,18 @@ def element_kernels(kernel_fn, x_all, z, pool, test, *, tile: int = 128, progres
         ia = np.nonzero(z == e)[0]
         xp = x_all[(pool[:, None] * n_at + ia).ravel()]
         xt = x_all[(test[:, None] * n_at + ia).ravel()]
-        where = (lambda part: None) if store is None else (lambda part: os.path.join(store, f"Z{int(e)}_{part}"))
-        kp = kernel_fn(xp, None, KINDS, tile_size=tile, progress=progress, store=where("pool"))
-        kt = kernel_fn(xt, xp, KINDS, tile_size=tile, progress=progress, store=where("test"))
+        kp = kernel_fn(xp, None, KINDS, tile_size=tile, progress=progress, store=_sub(store, f"Z{int(e)}_pool"))
+        kt = kernel_fn(xt, xp, KINDS, tile_size=tile, progress=progress, store=_sub(store, f"Z{int(e)}_test"))
         out[int(e)] = (ia, {k: vector_blocks(getattr(kp, k)) for k in KINDS},
                        {k: vector_blocks(getattr(kt, k)) for k in KINDS})
         if log:
             log(f"  element {int(e)}: {len(xp)} x {len(xp)} and {len(xt)} x {len(xp)} atom pairs")
     return out
+
+
+def _sub(store: Optional[str], name: str) -> Optional[str]:
+    """The store directory of one kernel inside ``store`` (``None`` without a store)."""
+    return None if store is None else os.path.join(store, name)
 
 
 def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: str, ridges, psd_rtol: float):
@@ -191,7 +195,7 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
 
 
 def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float,
-                      overwrite: bool = False) -> dict:
+                      overwrite: bool = False, method: str = "eigh") -> dict:
     """Kernel ridge regression on energies and forces; the ridge chosen on validation forces.
 
     ``g_train``: ``(N (1 + 3n), N (1 + 3n))`` joint Gram of the training conformations and ``g_val``
@@ -203,7 +207,8 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
 
     ``overwrite``: ``g_train`` may be destroyed (scaled and symmetrised in place): memory ``g_train`` plus
     one matrix of its size (eigenvectors, or the Cholesky work matrix of ``select_ridge``), where a copy
-    would not fit (N = 1,000 ethanol: 6.3 GB each).
+    would not fit (N = 1,000 ethanol: 6.3 GB each). ``method``: ``select_ridge``'s (``'auto'``: one Cholesky
+    factorisation per ridge from its ``CHOLESKY_ROWS``).
 
     Returns ``{'coef' (N (1 + 3n),): the coefficients of energy_force_predict, 'energy_mean',
     'ridge_rel', 'val_force_mae', 'val_energy_mae'}`` (data units).
@@ -226,7 +231,7 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
         return float(np.mean(np.abs(pred[nv:] - yv[nv:])))
 
     ridge, val_force, _, coef = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol,
-                                             with_coef=True, overwrite=True)
+                                             with_coef=True, overwrite=True, method=method)
     coef = s * coef
     val_energy = float(np.mean(np.abs(g_val[:nv] @ coef - y_val[:nv])))
     return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "val_force_mae": val_force,
@@ -253,15 +258,16 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         val: validation conformations (the ridge is chosen on their force MAE); test: test conformations.
         ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
         store: a directory; each Gram keeps its finished tiles in ``<store>/<name>_{train,val,test}``
-            (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped. The
-            times in ``seconds`` then cover the tiles computed by this call only.
+            (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped. A Gram's
+            cost per pair is then that of the pairs this call computed.
 
     The training Gram of the largest set and the validation–training Gram are computed once per
     kernel and sliced for the smaller sets. Test energies and forces: for kernels with the Fourier-side
     derivatives (:mod:`eqntk.so3.derivatives`) from the test–training Gram of the largest set, computed
     once and sliced (a pair costs about as much as one pair of :func:`eqntk.forces.energy_force_predict`,
     which would be paid again for every ``N``); for the others from ``energy_force_predict``
-    (10x cheaper per pair than their autodiff Gram). Returns rows ``{'kernel', 'n_train', 'energy_mae',
+    (10x cheaper per pair than their autodiff Gram). The fits run in increasing ``N`` (each may consume its
+    own slice of the Gram, and the largest the Gram itself). Returns rows ``{'kernel', 'n_train', 'energy_mae',
     'force_mae', 'energy_mae_meV', 'force_mae_meV_A', 'ridge_rel', 'val_energy_mae', 'val_force_mae'}``
     (MAEs in data units unless named meV, which assumes kcal/mol) and ``seconds``, the times of each
     Gram and prediction with their cost per conformation pair.
@@ -275,21 +281,18 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
     mae = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
     rows, seconds = [], {}
     for name, k in kernels.items():
-        t0 = time.perf_counter()
-        where = (lambda part: None) if store is None else (lambda part: os.path.join(store, f"{name}_{part}"))
-        g_tr = energy_force_gram(k, R[train[:n_max]], batch=batch, progress=progress, store=where("train"))
-        t1 = time.perf_counter()
-        g_va = energy_force_gram(k, R[val], R[train[:n_max]], batch=batch, progress=progress, store=where("val"))
-        t2 = time.perf_counter()
-        seconds[f"{name}_train_gram"], seconds[f"{name}_val_gram"] = t1 - t0, t2 - t1
-        seconds[f"{name}_train_gram_s_per_pair"] = (t1 - t0) / (n_max * (n_max + 1) / 2)
-        seconds[f"{name}_val_gram_s_per_pair"] = (t2 - t1) / (val.size * n_max)
-        g_te = None
-        if _route(k, "auto") == "fourier":
-            g_te = energy_force_gram(k, R[test], R[train[:n_max]], batch=batch, progress=progress,
-                                     store=where("test"))
-            seconds[f"{name}_test_gram"] = dt = time.perf_counter() - t2
-            seconds[f"{name}_test_gram_s_per_pair"] = dt / (test.size * n_max)
+        def gram(part, R1, R2=None):  # the Gram, its time, and its cost per conformation pair computed here
+            info, t = {}, time.perf_counter()
+            g = energy_force_gram(k, R1, R2, batch=batch, progress=progress, store=_sub(store, f"{name}_{part}"),
+                                  info=info)
+            seconds[f"{name}_{part}_gram"] = dt = time.perf_counter() - t
+            if info["pairs_computed"]:  # (a resumed Gram computes only some pairs; the loaded ones cost nothing)
+                seconds[f"{name}_{part}_gram_s_per_pair"] = dt / info["pairs_computed"]
+            return g
+
+        g_tr = gram("train", R[train[:n_max]])
+        g_va = gram("val", R[val], R[train[:n_max]])
+        g_te = gram("test", R[test], R[train[:n_max]]) if _route(k, "auto") == "fourier" else None
         ns = sorted(n_train)
         for pos, n in enumerate(ns):
             sel = gram_rows(np.arange(n), n_max, n3)
@@ -297,7 +300,7 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
             # destroyed by the fit, which then needs no copy of its own
             g_n = g_tr if n == n_max else g_tr[np.ix_(sel, sel)]
             fit = fit_energy_forces(g_n, g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val], ridges, psd_rtol,
-                                    overwrite=n < n_max or pos == len(ns) - 1)
+                                    overwrite=n < n_max or pos == len(ns) - 1, method="auto")
             if g_te is not None:
                 pred = g_te[:, sel] @ fit["coef"]
                 e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)
@@ -370,8 +373,8 @@ def _energy_force_rows(cfg: MD17Config, kf, spec, scale: float, d: dict, train, 
     z = d["z"]
     env0 = D.environment_fn(z, spec)
 
-    def env(Rm):  # (n, 3) Å -> (n, L², C), scaled as the vector model's environments
-        return (env0(Rm) * scale).astype(cfg.dtype)
+    def env(Rm, dtype=cfg.dtype):  # (n, 3) Å -> (n, L², C), scaled as the vector model's environments
+        return (env0(Rm) * scale).astype(dtype)  # (only dtype from cfg: the kernel's fingerprint keys its store)
 
     kernels = {f"so3_{kind}": conformation_kernel(kf, z, env, get=kind) for kind in KINDS}
     with timer("energy-force kernels"):

@@ -243,8 +243,8 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
     ``ee = k``, ``ef = −∂k/∂R'``, ``fe = −∂k/∂R``, ``ff = ∂²k/∂R∂R'`` (layout of
     ``eqntk.forces.energy_force_kernel``, vmapped over both conformation sets).
 
-    Memory: the Wigner coefficients of every same-element atom pair of the tile (``Φ``: ``N_L²`` numbers
-    per pair), and the pointwise derivatives on the quadrature points of :data:`PAIR_CHUNK` pairs at a time.
+    Memory: per same-element atom pair of the tile, ``Φ`` (``N_L²`` numbers) and the tangents ``p``, ``p Φ``
+    (``3n · N_L`` each); the pointwise derivatives on the quadrature points of :data:`PAIR_CHUNK` pairs at a time.
     """
     check_kind("energy_force_tile", get)
     Z = np.asarray(Z)
@@ -328,7 +328,7 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
             ee = ee + jnp.einsum("IiJj->IJ", sP)
             fe = fe - jnp.einsum("IiJjae,IiJje->IJa", p, aB) - jnp.einsum("Iia,IiJj->IJa", qd1, sq)
             ef = ef - jnp.einsum("Jjb,IiJj->IJb", qd2, sqp)
-            # what multiplies x ⊗ ∂x'_b (summed over m, c) for tangent a: p_a Φ + ∂q_a A_qB; and A_B as row 3n (ef)
+            # what multiplies x ⊗ ∂x'_b (summed over m, c) for tangent a: p_a Φ + ∂q_a A_qB; A_B as row 3n (ef)
             U = jnp.einsum("IiJjae,IiJjef->IiJjaf", p, phi) + qd1[:, :, None, None, :, None] * aqB[..., None, :]
             U = jnp.concatenate([U, aB[..., None, :]], axis=-2)  # (b1, i, b2, j, 3n + 1, N_L)
             t = jnp.einsum("IiJja,Jjb->IJab", jnp.einsum("IiJjae,IiJje->IiJja", p, aBqp), qd2)
