@@ -1,7 +1,7 @@
 """MD17 ethanol: per-atom force vectors predicted directly by the equivariant (l = 1) matrix kernel.
 
     python benchmarks/md17_vector_forces.py --data PATH/md17_ethanol_2000.npz --n-train 50 100 200 500 \\
-        --n-val 200 --n-test 500 --seeds 0 --out benchmarks/results/md17_vector_forces.json
+        --n-val 200 --n-test 500 --seeds 0 [--store DIR] --out benchmarks/results/md17_vector_forces.json
 
 Variant (c) of issue 14. The network is the `eqntk qm9` default's lift and nonlinearity ending in a
 group convolution instead of a pool, ``S2ConvSO3(·, 4) → Rbf(0.5) → SO3ConvSO3(·, 2)``; the
@@ -52,6 +52,8 @@ def main(argv=None):
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="of the kernel computation")
     p.add_argument("--ridges", choices=["default", "md17"], default="md17",
                    help="relative ridge grid: the experiments' DEFAULT_RIDGES (1e-7...1e-1) or md17.RIDGES (from 1e-9)")
+    p.add_argument("--store", default=None, help="a directory: each kernel keeps its finished tiles in "
+                   "<store>/seed<seed>/Z<element>_{pool,test}, and a rerun resumes where it stopped")
     p.add_argument("--out", default="benchmarks/results/md17_vector_forces.json")
     args = p.parse_args(argv)
 
@@ -72,7 +74,8 @@ def main(argv=None):
         scale = 1.0 / np.sqrt(qm9.lift_variance(x_all[rows_pool]))  # from training/validation data only
         t0 = time.perf_counter()
         kernels = md17.element_kernels(kf, (x_all * scale).astype(args.dtype), z, pool, test_idx, tile=128,
-                                       progress=True, log=lambda m: print(f"seed {seed}{m}", flush=True))
+                                       progress=True, log=lambda m: print(f"seed {seed}{m}", flush=True),
+                                       store=None if args.store is None else os.path.join(args.store, f"seed{seed}"))
         seconds[f"kernels_seed{seed}"] = time.perf_counter() - t0
         for n in args.n_train:
             for kind in ("ntk", "nngp"):

@@ -139,3 +139,36 @@ def test_energy_force_model_refuses_data_without_energies(tmp_path):
                                  progress=False), log=lambda *a: None)
     with pytest.raises(ValueError, match="model must be one of"):
         md17.MD17Config(model="energies")
+
+
+@pytest.mark.parametrize("cholesky_rows", [10_000, 12])
+def test_fit_forces_predicts_with_the_validated_model(monkeypatch, cholesky_rows):
+    """fit_forces's predictions (the validated model's coefficients, by eigendecomposition or, from
+    CHOLESKY_ROWS rows, by Cholesky per ridge) against an independent kernel ridge regression with the
+    ridge it chose (eqntk.predict through fit_predict), on random PSD matrix kernels of two elements."""
+    from eqntk.experiments import common
+    from eqntk.so3.vector import as_block_matrix
+
+    monkeypatch.setattr(common, "CHOLESKY_ROWS", cholesky_rows)
+    rng = np.random.default_rng(3)
+    z = np.array([1, 6, 1])
+    n_val, n_max, n_test = 3, 5, 2
+    pool_conf = n_val + n_max
+    kernels = {}
+    for e in (1, 6):
+        ia = np.nonzero(z == e)[0]
+        m = pool_conf + n_test  # atoms of e: conformation-major (conformation, atom of e)
+        feats = rng.normal(size=(m * len(ia) * 3, 40))
+        full = (feats @ feats.T).reshape(m * len(ia), 3, m * len(ia), 3).transpose(0, 2, 1, 3)
+        npool = pool_conf * len(ia)
+        kp, kt = full[:npool, :npool], full[npool:, :npool]
+        kernels[e] = (ia, {"ntk": kp}, {"ntk": kt})
+    F_pool = rng.normal(size=(pool_conf, 3, 3))
+    pred, chosen, _ = md17.fit_forces(kernels, F_pool, (n_test, 3, 3), n_val, 4, "ntk", [1e-6, 1e-3, 1e-1], 1e-8)
+    for e, (ia, kp, kt) in kernels.items():
+        k_e = len(ia)
+        tr = ((n_val + np.arange(4))[:, None] * k_e + np.arange(k_e)).ravel()
+        y_tr = F_pool[n_val:n_val + 4][:, ia].reshape(-1)
+        ref = common.fit_predict(as_block_matrix(kp["ntk"][np.ix_(tr, tr)]), y_tr,
+                                 as_block_matrix(kt["ntk"][:, tr]), chosen[e], psd_rtol=1e-8)
+        np.testing.assert_allclose(pred[:, ia].reshape(-1), ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())

@@ -376,3 +376,30 @@ def test_shifted_solve_and_largest_eigenvalue_against_dense_numpy():
         linalg.shifted_solve(k, 0.1, rng.normal(size=25), np.asfortranarray(work))
     mu = linalg.largest_eigenvalue(k)
     assert mu <= np.linalg.eigvalsh(k)[-1] * (1 + 1e-12) and mu == pytest.approx(np.linalg.eigvalsh(k)[-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("n, block", [(7, 2048), (64, 64), (65, 16), (130, 32), (97, 40)])
+def test_cholesky_inplace_blockwise_equals_lapack(monkeypatch, n, block):
+    """The blocked factorisation (used above CHOLESKY_BLOCK rows, where OpenBLAS's threaded potrf crashes) is
+    numpy's Cholesky factor, at block sizes that divide n and that do not, in float64 and float32."""
+    monkeypatch.setattr(linalg, "CHOLESKY_BLOCK", block)
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, n + 2))
+    k = x @ x.T
+    ref = np.linalg.cholesky(k)
+    a = k.copy()
+    assert linalg.cholesky_inplace(a)
+    np.testing.assert_allclose(np.tril(a), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    a32 = k.astype(np.float32)
+    assert linalg.cholesky_inplace(a32) and a32.dtype == np.float32
+    np.testing.assert_allclose(np.tril(a32), ref, rtol=0, atol=1e-3 * np.abs(ref).max())
+    # linalg.cholesky (the NumPy backend) returns the clean lower factor, as numpy.linalg.cholesky
+    chol, r = linalg.cholesky(k, 0.0, linalg.psd_tolerance(n, k.dtype))
+    np.testing.assert_allclose(chol, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    # a negative pivot in the last block, or in the first, is reported, not factorised
+    for i in (0, n - 1):
+        bad = k.copy()
+        bad[i, i] = -1.0
+        assert not linalg.cholesky_inplace(bad)
+    with pytest.raises(ValueError, match="C-ordered"):
+        linalg.cholesky_inplace(np.asfortranarray(k))

@@ -38,6 +38,10 @@ Solvers
   ``r + jitter``. When ``r > τ·max|diag K|`` could hide an indefinite ``K``,
   ``K + τ·max|diag K|·I`` is factorised as a certificate (success implies ``μ_1 ≥ −τ μ_n``), and
   only on failure are the eigenvalues computed and the rule applied.
+  A NumPy Gram is factorised by [`cholesky_inplace`][eqntk.linalg.cholesky_inplace] (LAPACK's ``potrf``,
+  blockwise above ``CHOLESKY_BLOCK`` rows: OpenBLAS's threaded ``potrf`` crashes on large matrices). A JAX
+  Gram goes to ``jnp.linalg.cholesky``, which on CPU calls the same OpenBLAS ``potrf`` whole: factorise a
+  large Gram as a NumPy array (28,000 rows crashed with 2 threads, 14,000 did not).
 * [`spectrum`][eqntk.linalg.spectrum] is the eigendecomposition ``K = V diag(μ) Vᵀ`` (rule
   applied, ``μ`` clipped) with the spectrum ``λ = μ + r`` of ``K + r·I``;
   [`shift`][eqntk.linalg.shift] changes ``r`` without a new decomposition (one decomposition
@@ -65,7 +69,7 @@ import numpy as np
 import scipy.linalg
 
 __all__ = ["JitterWarning", "Spectrum", "psd_tolerance", "check_psd", "gram", "cholesky", "cho_solve",
-           "shifted_solve", "largest_eigenvalue",
+           "shifted_solve", "largest_eigenvalue", "cholesky_inplace",
            "spectrum", "shift", "flow_weights"]
 
 Array = Any
@@ -225,10 +229,13 @@ class _NumPy:
 
     @staticmethod
     def chol(k, r):
-        try:
-            return np.linalg.cholesky(k + r * np.eye(k.shape[0], dtype=k.dtype)), True
-        except np.linalg.LinAlgError:
+        c = np.array(k, order="C")  # a copy
+        c.flat[::c.shape[0] + 1] += r
+        if not cholesky_inplace(c):
             return None, False
+        for s in range(0, c.shape[0], _BLOCK):  # a clean lower factor, as numpy.linalg.cholesky's
+            c[s:s + _BLOCK] = np.tril(c[s:s + _BLOCK], -s)
+        return c, True
 
     @staticmethod
     def symmetrize(k, overwrite: bool = False):
@@ -418,11 +425,58 @@ def shifted_solve(k: np.ndarray, ridge: float, rhs: np.ndarray, work: np.ndarray
     n = k.shape[0]
     np.copyto(work, k)
     work.flat[::n + 1] += ridge
-    try:  # workᵀ is work (symmetric) and Fortran-ordered: LAPACK factorises it in place
-        c = scipy.linalg.cho_factor(work.T, lower=False, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
+    if not cholesky_inplace(work):
         return None
-    return scipy.linalg.cho_solve(c, rhs, check_finite=False)
+    # the lower factor L of the C-ordered work is the upper factor Lᵀ of the Fortran-ordered workᵀ
+    return scipy.linalg.cho_solve((work.T, False), rhs, check_finite=False)
+
+
+#: order of the diagonal blocks of :func:`cholesky_inplace`: larger matrices are factorised blockwise
+CHOLESKY_BLOCK = 2048
+
+
+def cholesky_inplace(a: np.ndarray) -> bool:
+    """The lower Cholesky factor ``L`` (``A = L Lᵀ``) of a C-ordered symmetric ``a`` ``(n, n)``, in place.
+
+    Up to ``CHOLESKY_BLOCK`` rows LAPACK's ``potrf`` factorises ``a``; larger matrices are factorised
+    blockwise (right-looking): ``potrf`` on each ``CHOLESKY_BLOCK`` diagonal block, a triangular solve for the
+    panel below it and a matrix product for the trailing lower triangle, one block column at a time.
+    OpenBLAS's own threaded ``potrf`` writes past its buffers and crashes the process (SIGSEGV) on large
+    matrices: SciPy 1.17's OpenBLAS 0.3.30, 28,000 rows, 2 threads (``benchmarks/openblas_potrf.py``
+    reproduces it); on blocks it runs as for small ones. The flops are those of ``potrf`` (``n³/3``);
+    memory: ``a`` plus one panel (``n × CHOLESKY_BLOCK``).
+
+    Args:
+        a: C-ordered, float32 or float64; its lower triangle (diagonal included) is overwritten with ``L``,
+            the strictly upper triangle with intermediate values (ignore it).
+
+    Returns:
+        ``True``, or ``False`` when ``a`` is not numerically positive definite (``a`` is then partly
+        overwritten).
+    """
+    if not a.flags.c_contiguous or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"cholesky_inplace: a must be a square C-ordered array, got {a.shape}")
+    (potrf,) = scipy.linalg.get_lapack_funcs(("potrf",), (a,))
+    n, b = a.shape[0], CHOLESKY_BLOCK
+    for j in range(0, n, b):
+        e = min(j + b, n)
+        # the C-ordered diagonal block is its own transpose: potrf's upper factor of it, transposed, is L₁₁
+        u, info = potrf(a[j:e, j:e].T, lower=False, clean=True, overwrite_a=True)
+        if info != 0:
+            if info < 0:
+                raise RuntimeError(f"cholesky_inplace: LAPACK potrf argument {-info} is invalid")
+            return False
+        if not np.shares_memory(u, a):  # (a block of a larger a is copied by f2py; a whole a is not)
+            a[j:e, j:e] = u.T
+        if e == n:
+            break
+        # the panel: L₂₁ = A₂₁ L₁₁⁻ᵀ, i.e. L₂₁ᵀ = L₁₁⁻¹ A₂₁ᵀ
+        a[e:, j:e] = scipy.linalg.solve_triangular(u.T, a[e:, j:e].T, lower=True, check_finite=False).T
+        panel = a[e:, j:e]
+        for c in range(e, n, b):  # the trailing lower triangle: A₂₂ −= L₂₁ L₂₁ᵀ, one block column at a time
+            d = min(c + b, n)
+            a[c:, c:d] -= panel[c - e:] @ panel[c - e:d - e].T
+    return True
 
 
 def largest_eigenvalue(k: np.ndarray, steps: int = 30, seed: int = 0) -> float:

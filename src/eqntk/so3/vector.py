@@ -54,8 +54,9 @@ def vector_blocks(blocks) -> np.ndarray:
         raise ValueError(
             f"vector_kernel: the network must end in SO3ConvSO3 with bandlimit ≥ 2 (unpooled Wigner-D "
             f"blocks of shape (N1, N2, ≥ 10)); its kernel has shape {k.shape}")
-    block = k[..., 1:10].reshape(k.shape[:2] + (3, 3))  # ψ̂¹[m, m'], m-major, as packed
-    return block[..., SH_OF_CARTESIAN[:, None], SH_OF_CARTESIAN[None, :]]
+    # ψ̂¹[m, m'] is packed m-major at 1..9: one gather, in Cartesian order (one copy of the degree-1 part)
+    packed = 1 + 3 * SH_OF_CARTESIAN[:, None] + SH_OF_CARTESIAN[None, :]
+    return k[..., packed.ravel()].reshape(k.shape[:2] + (3, 3))
 
 
 def as_block_matrix(K: np.ndarray) -> np.ndarray:
