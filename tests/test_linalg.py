@@ -383,6 +383,7 @@ def test_cholesky_inplace_blockwise_equals_lapack(monkeypatch, n, block):
     """The blocked factorisation (used above CHOLESKY_BLOCK rows, where OpenBLAS's threaded potrf crashes) is
     numpy's Cholesky factor, at block sizes that divide n and that do not, in float64 and float32."""
     monkeypatch.setattr(linalg, "CHOLESKY_BLOCK", block)
+    monkeypatch.setattr(linalg, "_BLOCK", max(block // 2, 3))  # the row blocks that clean linalg.cholesky's factor
     rng = np.random.default_rng(n)
     x = rng.normal(size=(n, n + 2))
     k = x @ x.T
@@ -403,3 +404,5 @@ def test_cholesky_inplace_blockwise_equals_lapack(monkeypatch, n, block):
         assert not linalg.cholesky_inplace(bad)
     with pytest.raises(ValueError, match="C-ordered"):
         linalg.cholesky_inplace(np.asfortranarray(k))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        linalg.cholesky_inplace(np.eye(3, dtype=np.int64))

@@ -234,7 +234,7 @@ class _NumPy:
         if not cholesky_inplace(c):
             return None, False
         for s in range(0, c.shape[0], _BLOCK):  # a clean lower factor, as numpy.linalg.cholesky's
-            c[s:s + _BLOCK] = np.tril(c[s:s + _BLOCK], -s)
+            c[s:s + _BLOCK] = np.tril(c[s:s + _BLOCK], s)  # (row i of the block is row s + i)
         return c, True
 
     @staticmethod
@@ -444,11 +444,13 @@ def cholesky_inplace(a: np.ndarray) -> bool:
     OpenBLAS's own threaded ``potrf`` writes past its buffers and crashes the process (SIGSEGV) on large
     matrices: SciPy 1.17's OpenBLAS 0.3.30, 28,000 rows, 2 threads (``benchmarks/openblas_potrf.py``
     reproduces it); on blocks it runs as for small ones. The flops are those of ``potrf`` (``n³/3``);
-    memory: ``a`` plus one panel (``n × CHOLESKY_BLOCK``).
+    memory: ``a`` plus about three panels (``n × CHOLESKY_BLOCK`` each: the panel solve's input and output,
+    the trailing product; 1.4 GB at 28,000 rows in float64).
 
     Args:
-        a: C-ordered, float32 or float64; its lower triangle (diagonal included) is overwritten with ``L``,
-            the strictly upper triangle with intermediate values (ignore it).
+        a: C-ordered, float32 or float64, finite (as [`gram`][eqntk.linalg.gram] checks: LAPACK does not
+            report NaN pivots); its lower triangle (diagonal included) is overwritten with ``L``, the strictly
+            upper triangle with intermediate values (ignore it).
 
     Returns:
         ``True``, or ``False`` when ``a`` is not numerically positive definite (``a`` is then partly
@@ -456,6 +458,8 @@ def cholesky_inplace(a: np.ndarray) -> bool:
     """
     if not a.flags.c_contiguous or a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"cholesky_inplace: a must be a square C-ordered array, got {a.shape}")
+    if a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"cholesky_inplace: a must be float32 or float64, got {a.dtype}")
     (potrf,) = scipy.linalg.get_lapack_funcs(("potrf",), (a,))
     n, b = a.shape[0], CHOLESKY_BLOCK
     for j in range(0, n, b):

@@ -176,7 +176,9 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
     ``F_pool``: ``(n_val + n_train_max, n_atoms, 3)`` forces of the pool (validation first). The
     prediction is that of the validated model (``select_ridge(with_coef=True)``; from its ``CHOLESKY_ROWS``
     training rows, 3 per atom, by one Cholesky factorisation per ridge: N = 1,000 ethanol has 18,000
-    hydrogen rows). Returns ``(prediction, {element: chosen relative ridge}, validation MAE over all atoms)``.
+    hydrogen rows), with its PSD handling (eigenvalues within the tolerance clipped; on the Cholesky path a
+    ridge that does not factorise is skipped; no jitter). Returns ``(prediction, {element: chosen relative
+    ridge}, validation MAE over all atoms)``.
     """
     from ..so3.vector import as_block_matrix
 
