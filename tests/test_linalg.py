@@ -406,3 +406,22 @@ def test_cholesky_inplace_blockwise_equals_lapack(monkeypatch, n, block):
         linalg.cholesky_inplace(np.asfortranarray(k))
     with pytest.raises(ValueError, match="float32 or float64"):
         linalg.cholesky_inplace(np.eye(3, dtype=np.int64))
+
+
+def test_fit_predict_says_when_it_does_not_predict_with_the_validated_ridge():
+    """A Gram indefinite within its tolerance: the factorisation at a tiny ridge needs jitter, so the
+    predictions are not the validated model's; fit_predict warns (it used to stay silent), and without
+    jitter it does not."""
+    rng = np.random.default_rng(4)
+    lam = np.concatenate([[-1e-6], np.geomspace(1e-3, 1.0, 19)])
+    k = gram_with_spectrum(lam, rng)
+    y, kt = rng.normal(size=20), rng.normal(size=(3, 20))
+    with pytest.warns(linalg.JitterWarning, match="not those of the validated relative ridge"):
+        common.fit_predict(k, y, kt, 1e-12, psd_rtol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred = common.fit_predict(k, y, kt, 1e-2, psd_rtol=1e-4)
+    # no jitter: the validated model's predictions (select_ridge's coefficients at the same ridge), up to the
+    # clipped eigenvalue (1e-6 against a ridge of ~1e-3)
+    _, _, _, coef = common.select_ridge(k, y, kt, kt @ y, lambda a, b: 0.0, [1e-2], psd_rtol=1e-4, with_coef=True)
+    np.testing.assert_allclose(pred, kt @ coef, rtol=2e-3)

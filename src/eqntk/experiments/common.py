@@ -193,14 +193,27 @@ def _select_ridge_cholesky(k: np.ndarray, y_train, k_val, y_val, score: Callable
 
 def fit_predict(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, ridge_rel: float,
                 psd_rtol: Optional[float] = None) -> np.ndarray:
-    """Kernel ridge regression predictions with the relative ridge ``ridge_rel``."""
+    """Kernel ridge regression predictions with the relative ridge ``ridge_rel``.
+
+    Where the Cholesky factorisation needs jitter (a Gram indefinite within its tolerance and a small ridge),
+    the predictions are those of ``ridge + jitter``, not of the model :func:`select_ridge` validated (which
+    clips the eigenvalues instead): a ``JitterWarning`` says so. The validated model's own predictions are
+    ``k_test @ coef`` with ``select_ridge(..., with_coef=True)``'s ``coef`` (as ``md17.fit_forces`` does).
+    """
     from .. import predict
 
     scale = float(np.mean(np.diag(k_train)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", predict.JitterWarning)
-        return np.asarray(predict.kernel_regression(k_train, y_train, k_test, ridge=ridge_rel * scale,
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = np.asarray(predict.kernel_regression(k_train, y_train, k_test, ridge=ridge_rel * scale,
                                                     psd_rtol=psd_rtol))
+    for w in caught:
+        if issubclass(w.category, predict.JitterWarning):
+            warnings.warn(f"fit_predict: these predictions are not those of the validated relative ridge "
+                          f"{ridge_rel:g}: {w.message}", predict.JitterWarning, stacklevel=2)
+        else:
+            warnings.warn(w.message, w.category, stacklevel=2)
+    return pred
 
 
 def psd_tolerance(dtype: str, atoms: bool = False) -> float:
