@@ -406,6 +406,11 @@ def test_cholesky_inplace_blockwise_equals_lapack(monkeypatch, n, block):
         linalg.cholesky_inplace(np.asfortranarray(k))
     with pytest.raises(ValueError, match="float32 or float64"):
         linalg.cholesky_inplace(np.eye(3, dtype=np.int64))
+    # linalg.cholesky factorises an integer Gram in float64, as numpy.linalg.cholesky does
+    k_int = np.array([[4, 2], [2, 3]])
+    chol, _ = linalg.cholesky(k_int, 0.0, 1e-8)
+    assert chol.dtype == np.float64
+    np.testing.assert_allclose(chol, np.linalg.cholesky(k_int), rtol=1e-15)
 
 
 def test_fit_predict_says_when_it_does_not_predict_with_the_validated_ridge():

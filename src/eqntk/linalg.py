@@ -229,7 +229,8 @@ class _NumPy:
 
     @staticmethod
     def chol(k, r):
-        c = np.array(k, order="C")  # a copy
+        # a copy, in k's floating dtype (other dtypes in float64, as numpy.linalg.cholesky factorises them)
+        c = np.array(k, dtype=k.dtype if k.dtype in (np.float32, np.float64) else np.float64, order="C")
         c.flat[::c.shape[0] + 1] += r
         if not cholesky_inplace(c):
             return None, False
