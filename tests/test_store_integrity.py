@@ -192,6 +192,56 @@ def test_unique_temporary_names(tmp_path, monkeypatch):
     assert all(str(os.getpid()) in n for n in seen)
 
 
+def test_a_tile_finished_between_look_and_claim_is_not_computed_again(tmp_path, monkeypatch):
+    """The race behind a tile computed twice: this process finds tile (0, 1) unfinished, then
+    another process finishes it and drops its claim, then this process claims it. The tile must
+    come from the store, not be computed again."""
+    from eqntk.core.driver import run_shared
+
+    s = TileStore(tmp_path / "s", {"what": 1})
+    theirs = [np.full(2, 7.0)]
+    real_claim = TileStore.claim
+
+    def claim(self, i, j):
+        if (i, j) == (0, 1) and not self.is_done(0, 1):
+            other = TileStore(self.path, {"what": 1})  # the other process, start to finish
+            assert real_claim(other, 0, 1)
+            other.save(0, 1, theirs)
+            other.release(0, 1)
+        return real_claim(self, i, j)
+
+    monkeypatch.setattr(TileStore, "claim", claim)
+    computed, placed = [], {}
+
+    def compute(batch):
+        computed.extend(batch)
+        return [[np.full(2, float(i + j))] for i, j in batch]
+
+    run_shared([(0, 0), (0, 1), (1, 1)], s, 1, compute, lambda i, j, o: placed.__setitem__((i, j), o[0]))
+    assert computed == [(0, 0), (1, 1)]
+    np.testing.assert_array_equal(placed[(0, 1)], theirs[0])
+    assert not os.path.exists(os.path.join(s.path, "tile_0_1.claim"))  # our claim dropped again
+
+
+def test_a_marked_but_unreadable_tile_is_recomputed_once(tmp_path):
+    from eqntk.core.driver import run_shared
+
+    s = TileStore(tmp_path / "s", {"what": 1})
+    s.save(0, 0, [np.ones(2)])
+    with open(os.path.join(s.path, "tile_0_0_0.npy"), "ab") as f:
+        f.write(b"x")  # fails its checksum
+    computed = []
+
+    def compute(batch):
+        computed.extend(batch)
+        return [[np.full(2, 3.0)] for _ in batch]
+
+    with pytest.warns(StoreWarning, match="checksum") as record:
+        run_shared([(0, 0)], s, 1, compute, lambda i, j, o: None)
+    assert computed == [(0, 0)] and len(record) == 1
+    np.testing.assert_array_equal(s.load(0, 0, 1)[0], np.full(2, 3.0))
+
+
 _WORKER = textwrap.dedent("""
     import sys, json
     import jax

@@ -163,9 +163,11 @@ def run_shared(jobs, store, n_out: int, compute: Callable, place: Callable, step
     ``jobs``: tile keys ``(i, j)``; ``compute(batch)`` returns the outputs of at most ``step`` of
     them; ``place(i, j, outs)`` receives every tile once, computed here or read from the store.
 
-    One pass over the jobs in order; tiles claimed by other processes are deferred and looked at
-    again (every ``poll`` seconds once a pass over them brought nothing) until they are finished
-    or their claim has gone stale.
+    A tile is computed only by the process holding its claim, and only when, with the claim held,
+    the store still has no finished copy (another process may finish it and drop its claim between
+    this process's first look and its claim). One pass over the jobs in order; tiles claimed by
+    other processes are deferred and looked at again (every ``poll`` seconds once a pass over
+    them brought nothing) until they are finished or their claim has gone stale.
     """
     waiting, deferred, progressed = collections.deque(jobs), [], False
     while waiting or deferred:
@@ -176,12 +178,22 @@ def run_shared(jobs, store, n_out: int, compute: Callable, place: Callable, step
         batch = []
         while waiting and len(batch) < step:
             i, j = waiting.popleft()
+            marked = store.is_done(i, j)
             saved = store.load(i, j, n_out)
             if saved is not None:
                 place(i, j, saved)
                 progressed = True
             elif store.claim(i, j):
-                batch.append((i, j))
+                # another process may have finished the tile and dropped its claim between the
+                # load above and this claim: look again, now that no one else can start it (a
+                # tile that was marked but unreadable has been reported and is recomputed)
+                saved = None if marked else store.load(i, j, n_out)
+                if saved is None:
+                    batch.append((i, j))
+                else:
+                    store.release(i, j)
+                    place(i, j, saved)
+                    progressed = True
             else:
                 deferred.append((i, j))
         if batch:
