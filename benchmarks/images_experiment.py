@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import eqntk.data as D  # noqa: E402
 from eqntk import predict  # noqa: E402
 from eqntk.experiments import digits  # noqa: E402
-from eqntk.experiments.common import (DEFAULT_RIDGES, environment_info, fit_predict, format_table,  # noqa: E402
+from eqntk.experiments.common import (DEFAULT_RIDGES, environment_info, format_table,  # noqa: E402
                                       padded_kernel, psd_tolerance, pyplot, select_ridge, write_json)
 
 # The nine NCT-CRC-HE-100K tiles are not shipped (1 MB, CC-BY 4.0, Zenodo 1214456): give --data, or set
@@ -58,9 +58,10 @@ def _evaluate(k_tr_full, k_val, k_te, y_tr_full, y_val, y_te, n_train, n_cls):
     for n in n_train:
         k_tr = k_tr_full[:n, :n]
         y_tr = np.asarray(predict.one_hot(y_tr_full[:n], n_cls), dtype=np.float64)
-        ridge, val_acc, _ = select_ridge(k_tr, y_tr, k_val[:, :n], y_val, _acc, DEFAULT_RIDGES,
-                                         higher_is_better=True, psd_rtol=psd_tolerance("float32"))
-        p = _acc(fit_predict(k_tr, y_tr, k_te[:, :n], ridge, psd_tolerance("float32")), y_te)
+        ridge, val_acc, _, coef = select_ridge(k_tr, y_tr, k_val[:, :n], y_val, _acc, DEFAULT_RIDGES,
+                                               higher_is_better=True, psd_rtol=psd_tolerance("float32"),
+                                               with_coef=True)
+        p = _acc(np.asarray(k_te[:, :n], dtype=np.float64) @ coef, y_te)  # the validated model's predictions
         rows.append({"n_train": int(n), "accuracy": p, "accuracy_std": float(np.sqrt(p * (1 - p) / len(y_te))),
                      "val_accuracy": val_acc, "ridge_rel": ridge})
     return rows

@@ -36,7 +36,7 @@ import harness  # noqa: E402
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import qm9  # noqa: E402
 from eqntk.experiments.md17 import KCAL_MOL_IN_MEV  # noqa: E402
-from eqntk.experiments.common import (DEFAULT_RIDGES, environment_info, fit_predict, psd_tolerance,  # noqa: E402
+from eqntk.experiments.common import (DEFAULT_RIDGES, environment_info, psd_tolerance,  # noqa: E402
                                       select_ridge, write_json)
 from eqntk.forces import energies_and_forces, energy_fn, reference_weights  # noqa: E402
 
@@ -95,9 +95,8 @@ def main(argv=None):
                 K = gp[kind]
                 k_tr, k_val = K[np.ix_(tr, tr)], K[np.ix_(np.arange(n_v), tr)]
                 mae = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
-                ridge, val_mae, _ = select_ridge(k_tr, y_tr, k_val, y_val, mae, DEFAULT_RIDGES,
-                                                 psd_rtol=psd_tolerance("float32"))
-                alpha = fit_predict(k_tr, y_tr, np.eye(n), ridge, psd_rtol=psd_tolerance("float32"))
+                ridge, val_mae, _, alpha = select_ridge(k_tr, y_tr, k_val, y_val, mae, DEFAULT_RIDGES,
+                                                        psd_rtol=psd_tolerance("float32"), with_coef=True)
                 e_mae = mae(gt[kind][:, tr] @ alpha, y_te)
                 t1 = time.perf_counter()
                 train_ms = ms.subset(pool[tr])

@@ -82,3 +82,38 @@ def test_landmark_run_with_every_training_atom_equals_the_exact_run():
         assert r["landmarks"] == n_atoms
         tol = 1e-6 if r["kernel"].startswith("mlp") else 1e-4
         np.testing.assert_allclose([v for _, v in r["ridge_trials"]], [v for _, v in e["ridge_trials"]], rtol=tol)
+
+
+def test_learning_curve_predicts_with_the_validated_model():
+    """A Gram indefinite within its tolerance (one eigenvalue −1e-6) and a ridge (1e-9 relative) too small
+    for its Cholesky factorisation: the test predictions must still be those of the model the validation
+    split scored, the clipped eigendecomposition (brute force with numpy.linalg.eigh), not of a refit with
+    jitter added (what the curve used to report)."""
+    from tests.test_linalg import gram_with_spectrum
+
+    rng = np.random.default_rng(7)
+    n_pool, n_test, n_tr = 30, 6, 20
+    val_idx, train_idx = np.arange(n_tr, n_pool), np.arange(n_tr)
+    k_pool = np.zeros((n_pool, n_pool))  # only its training block and validation rows are read
+    k_pool[:n_tr, :n_tr] = gram_with_spectrum(np.concatenate([[-1e-6], np.geomspace(1e-3, 1.0, n_tr - 1)]), rng)
+    k_pool[n_tr:, :n_tr] = 0.1 * rng.normal(size=(n_pool - n_tr, n_tr))
+    k_test = 0.1 * rng.normal(size=(n_test, n_pool))
+    y = rng.normal(size=n_pool + n_test)
+    # training targets orthogonal to the ones vector (the baseline) and to the negative direction, whose
+    # weight 1/ridge would swamp the comparison: centred, so the residuals are these targets themselves
+    q, _ = np.linalg.qr(np.stack([np.ones(n_tr), np.linalg.eigh(k_pool[:n_tr, :n_tr])[1][:, 0],
+                                  y[:n_tr]], axis=1))
+    y[:n_tr] = q[:, 2]
+    pool, test = np.arange(n_pool), n_pool + np.arange(n_test)
+    c = np.ones((n_pool + n_test, 1))  # one element: the baseline is the training mean
+    rows = qm9.evaluate_curve({"ntk": k_pool, "nngp": k_pool}, {"ntk": k_test, "nngp": k_test}, y[pool], y[test],
+                              c[pool], c[test], val_idx, train_idx, [n_tr], [1e-9], "so3", psd_rtol=1e-4)
+    k_tr = k_pool[np.ix_(train_idx, train_idx)]
+    assert np.linalg.eigvalsh(k_tr)[0] < -1e-9 * np.mean(np.diag(k_tr))  # so a Cholesky at the ridge fails
+    base = np.mean(y[train_idx])
+    mu, v = np.linalg.eigh(k_tr)
+    coef = v @ ((v.T @ (y[train_idx] - base)) / (np.maximum(mu, 0.0) + 1e-9 * np.mean(np.diag(k_tr))))
+    want = 1e3 * np.mean(np.abs(k_test[:, train_idx] @ coef - (y[test] - base)))
+    for row in rows:
+        assert row["ridge_rel"] == 1e-9
+        np.testing.assert_allclose(row["mae_meV"], want, rtol=1e-6)

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data.images import default_digits_path
-from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, padded_kernel, \
+from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, format_table, padded_kernel, \
     plot_if_available, psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["DigitsConfig", "DEFAULT_DIGITS_PATH", "NETWORK_LABELS", "load", "network", "run", "print_summary",
@@ -158,10 +158,11 @@ def run(cfg: DigitsConfig, log=print) -> dict:
             for n in cfg.n_train:
                 tr = train_idx[:n]
                 y_tr = np.asarray(predict.one_hot(y_pool[tr], n_cls), dtype=np.float64)
-                ridge, val_acc, trials = select_ridge(k_pool[np.ix_(tr, tr)], y_tr, k_pool[np.ix_(val_idx, tr)],
-                                                      y_pool[val_idx], acc, cfg.ridges, higher_is_better=True,
-                                                      psd_rtol=psd_tolerance(cfg.dtype))
-                pred = fit_predict(k_pool[np.ix_(tr, tr)], y_tr, k_test[:, tr], ridge, psd_tolerance(cfg.dtype))
+                # the test predictions are those of the validated model (its coefficients), not of a refit
+                ridge, val_acc, trials, coef = select_ridge(
+                    k_pool[np.ix_(tr, tr)], y_tr, k_pool[np.ix_(val_idx, tr)], y_pool[val_idx], acc, cfg.ridges,
+                    higher_is_better=True, psd_rtol=psd_tolerance(cfg.dtype), with_coef=True)
+                pred = np.asarray(k_test[:, tr], dtype=np.float64) @ coef
                 rows.append({"network": name, "n_train": int(n), "accuracy": acc(pred, y_test),
                              "ridge_rel": ridge, "val_accuracy": val_acc, "ridge_trials": trials})
     config = dataclasses.asdict(cfg)

@@ -41,7 +41,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, fit_predict, format_table, \
+from .common import save_figure, DEFAULT_RIDGES, Timer, environment_info, format_table, \
     plot_if_available, psd_tolerance, pyplot, select_ridge, write_json, x64_enabled
 
 __all__ = ["QM9Config", "KERNEL_LABELS", "networks", "molecular_grams", "element_baseline", "evaluate_curve",
@@ -251,8 +251,10 @@ def evaluate_curve(grams_pool: dict, grams_test: dict, y_pool: np.ndarray, y_tes
             K = grams_pool[kind]
             k_tr, k_val, k_te = K[np.ix_(tr, tr)], K[np.ix_(val_idx, tr)], grams_test[kind][:, tr]
             mae = lambda p, y: float(np.mean(np.abs(p - y)))  # noqa: E731
-            ridge, val_mae, trials = select_ridge(k_tr, r_tr, k_val, r_val, mae, ridges, psd_rtol=psd_rtol)
-            pred = fit_predict(k_tr, r_tr, k_te, ridge, psd_rtol=psd_rtol)
+            # the test predictions are those of the validated model (its coefficients), not of a refit
+            ridge, val_mae, trials, coef = select_ridge(k_tr, r_tr, k_val, r_val, mae, ridges, psd_rtol=psd_rtol,
+                                                        with_coef=True)
+            pred = np.asarray(k_te, dtype=np.float64) @ coef
             err = pred - r_te
             rows.append({"kernel": f"{prefix}_{kind}", "n_train": int(n), "mae_meV": 1e3 * float(np.mean(np.abs(err))),
                          "rmse_meV": 1e3 * float(np.sqrt(np.mean(err ** 2))), "ridge_rel": ridge,
