@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import qm9_experiment as qx  # noqa: E402
 
 import eqntk.data as D  # noqa: E402
 from eqntk.experiments import md17, qm9  # noqa: E402
@@ -73,6 +74,9 @@ def main(argv=None):
                    help="so3: the eqntk qm9 SO(3) GCNN; mlp: Dense -> Rbf -> Dense on the flattened environments "
                         "(qm9's 'mlp', not rotation invariant)")
     p.add_argument("--gamma", type=float, default=0.5, help="Rbf's inverse squared length scale (the qm9 default)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
+                   help="other settings of the environments and the network, as qm9_experiment.py's (e.g. n_radial=16 "
+                        "bandlimit=6 width=0.3); chosen on validation conformations (docs/forces.md)")
     p.add_argument("--oversampling", type=float, default=8.0,
                    help="SO3Pool quadrature oversampling (4, the qm9 default, leaves ~1e-5 relative error in the "
                         "force-force blocks: too much for this Gram; 8 is exact to ~1e-11)")
@@ -85,8 +89,12 @@ def main(argv=None):
     d = D.load_md17(args.data)
     z, R, E, F = d["z"], d["R"], d["E"], d["F"]
     n_conf, n_at = R.shape[0], z.size
-    spec = qm9.QM9Config().environment_spec()
-    cfg = qm9.QM9Config(gamma=args.gamma, oversampling=args.oversampling, kernels=tuple(args.networks))
+    settings = qx._parse_assignments(args.set, multi=False)
+    if {"gamma", "oversampling"} & set(settings):
+        raise SystemExit("md17_energy_forces.py: give gamma and oversampling as --gamma, --oversampling")
+    cfg = qm9.QM9Config(gamma=args.gamma, oversampling=args.oversampling, kernels=tuple(args.networks), **settings)
+    cfg.validate()
+    spec = cfg.environment_spec()
     kernels = {net: kf for net, (kf, _) in qm9.networks(cfg, 0).items()}
     ms = D.MoleculeSet.from_counts(np.full(n_conf, n_at), np.tile(z, n_conf), R.reshape(-1, 3))
     x_all = D.atomic_environments(ms, spec)
