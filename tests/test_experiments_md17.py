@@ -172,3 +172,68 @@ def test_fit_forces_predicts_with_the_validated_model(monkeypatch, cholesky_rows
         ref = common.fit_predict(as_block_matrix(kp["ntk"][np.ix_(tr, tr)]), y_tr,
                                  as_block_matrix(kt["ntk"][:, tr]), chosen[e], psd_rtol=1e-8)
         np.testing.assert_allclose(pred[:, ia].reshape(-1), ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+
+
+def _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios):
+    """fit_energy_forces by brute force: a dense solve per (ridge, energy ratio) of the block-normalised Gram."""
+    n, nv = len(E), len(Ev)
+    mean = np.mean(E)
+    y = np.concatenate([E - mean, F.ravel()])
+    yv = np.concatenate([Ev - mean, Fv.ravel()])
+    d = np.diag(g)
+    s = np.concatenate([np.full(n, d[:n].mean()), np.full(y.size - n, d[n:].mean())]) ** -0.5
+    kt = s[:, None] * g * s[None, :]
+
+    def solve(r, rho):
+        shift = np.full(y.size, r)
+        shift[:n] *= rho
+        return s * np.linalg.solve(kt + np.diag(shift), s * y)
+
+    f_mae = {r: np.mean(np.abs((gv @ solve(r, 1.0))[nv:] - yv[nv:])) for r in ridges}
+    r = min(f_mae, key=f_mae.get)
+    e_mae = {rho: np.mean(np.abs((gv @ solve(r, rho))[:nv] - yv[:nv])) for rho in ratios}
+    rho = min(e_mae, key=e_mae.get)
+    return r, rho, solve(r, rho), e_mae
+
+
+@pytest.mark.parametrize("method", ["eigh", "cholesky"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_fit_energy_forces_energy_ridge_against_a_dense_solve(method, overwrite):
+    """The ridge chosen on validation forces, then the energy rows' ridge ratio on validation energies, against
+    dense solves of the block-diagonally regularised system for every pair (a strictly positive definite Gram
+    with energy and force blocks of different scales, so nothing is clipped)."""
+    rng = np.random.default_rng(3)
+    n, nv, n_at = 6, 3, 2
+    rows = lambda m: m * (1 + 3 * n_at)  # noqa: E731
+    a = rng.normal(size=(rows(n + nv), rows(n + nv) + 5))
+    joint = a @ a.T
+    order = np.concatenate([md17.gram_rows(np.arange(n), n + nv, 3 * n_at),
+                            md17.gram_rows(np.arange(n, n + nv), n + nv, 3 * n_at)])
+    joint = joint[np.ix_(order, order)]
+    w = np.ones(rows(n + nv))
+    w[np.r_[:n, rows(n):rows(n) + nv]] = 30.0  # energy rows on another scale than force rows
+    joint = w[:, None] * joint * w[None, :]
+    g, gv = joint[:rows(n), :rows(n)], joint[rows(n):, :rows(n)]
+    E, Ev = rng.normal(size=n) * 30, rng.normal(size=nv) * 30
+    F, Fv = rng.normal(size=(n, n_at, 3)), rng.normal(size=(nv, n_at, 3))
+    ridges, ratios = [1e-4, 1e-2, 1e-1], [1e-3, 1e-1, 1.0, 10.0]
+    r, rho, coef, e_mae = _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios)
+    assert len(set(np.round(list(e_mae.values()), 12))) == len(ratios)  # the ratios do make different models
+    fit = md17.fit_energy_forces(g.copy() if overwrite else g, gv, E, F, Ev, Fv, ridges, psd_rtol=1e-10,
+                                 overwrite=overwrite, method=method, energy_ratios=ratios)
+    assert (fit["ridge_rel"], fit["energy_ratio"]) == (r, rho)
+    np.testing.assert_allclose(fit["coef"], coef, rtol=1e-7, atol=1e-9 * np.abs(coef).max())
+    np.testing.assert_allclose(fit["val_energy_mae"], e_mae[rho], rtol=1e-8)
+    np.testing.assert_allclose([t[1] for t in fit["ratio_trials"]], [e_mae[q] for q in sorted(ratios)], rtol=1e-7)
+    # without ratios: the force-chosen model, energy rows regularised like the force rows
+    plain = md17.fit_energy_forces(g.copy(), gv, E, F, Ev, Fv, ridges, psd_rtol=1e-10, method=method)
+    assert plain["energy_ratio"] == 1.0
+    np.testing.assert_allclose(plain["coef"], _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, [1.0])[2],
+                               rtol=1e-7, atol=1e-9 * np.abs(coef).max())
+
+
+def test_fit_energy_forces_refuses_bad_energy_ratios():
+    g = np.eye(7)
+    with pytest.raises(ValueError, match="energy_ratios"):
+        md17.fit_energy_forces(g, g[:7], np.zeros(1), np.zeros((1, 2, 3)), np.zeros(1), np.zeros((1, 2, 3)), [1e-3],
+                               psd_rtol=1e-8, energy_ratios=[0.0])

@@ -204,7 +204,8 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
 
 
 def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float,
-                      overwrite: bool = False, method: str = "eigh") -> dict:
+                      overwrite: bool = False, method: str = "eigh",
+                      energy_ratios: Sequence[float] = (1.0,)) -> dict:
     """Kernel ridge regression on energies and forces; the ridge chosen on validation forces.
 
     ``g_train``: ``(N (1 + 3n), N (1 + 3n))`` joint Gram of the training conformations and ``g_val``
@@ -214,15 +215,28 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     energy block on energy rows and of the force block on force rows (energies and forces have
     different units and scales), i.e. one relative ridge on ``D^{-1/2} G D^{-1/2}``.
 
+    ``energy_ratios``: then, at the chosen ``r``, the energy rows' relative ridge ``ρ · r`` for each ``ρ``
+    of this grid, ``ρ`` chosen on the validation *energies* (``1``, always tried, is the model above).
+    Energies observed with less noise than the forces' fit implies are then fitted more closely; the
+    forces hardly move. Each ``ρ ≠ 1`` costs one more factorisation (eigendecomposition below
+    ``select_ridge``'s ``CHOLESKY_ROWS``, else Cholesky).
+
     ``overwrite``: ``g_train`` may be destroyed (scaled and symmetrised in place): memory ``g_train`` plus
     one matrix of its size (eigenvectors, or the Cholesky work matrix of ``select_ridge``), where a copy
-    would not fit (N = 1,000 ethanol: 6.3 GB each). ``method``: ``select_ridge``'s (``'auto'``: one Cholesky
-    factorisation per ridge from its ``CHOLESKY_ROWS``).
+    would not fit (N = 1,000 ethanol: 6.3 GB each); with ``energy_ratios`` on the eigendecomposition path
+    one more copy. ``method``: ``select_ridge``'s (``'auto'``: one Cholesky factorisation per ridge from its
+    ``CHOLESKY_ROWS``).
 
     Returns ``{'coef' (N (1 + 3n),): the coefficients of energy_force_predict, 'energy_mean',
-    'ridge_rel', 'val_force_mae', 'val_energy_mae'}`` (data units).
+    'ridge_rel', 'energy_ratio', 'val_force_mae', 'val_energy_mae', 'ratio_trials': [(ρ, validation
+    energy MAE, validation force MAE), ...]}`` (data units).
     """
+    from .common import CHOLESKY_ROWS
+
     n, nv = len(E_train), len(E_val)
+    ratios = [float(r) for r in energy_ratios]
+    if not ratios or any(not (np.isfinite(r) and r > 0) for r in ratios):
+        raise ValueError(f"fit_energy_forces: energy_ratios must be finite numbers > 0, got {list(energy_ratios)!r}")
     e_mean = float(np.mean(E_train))
     y = np.concatenate([np.asarray(E_train) - e_mean, np.asarray(F_train).reshape(-1)])
     y_val = np.concatenate([np.asarray(E_val) - e_mean, np.asarray(F_val).reshape(-1)])
@@ -239,12 +253,47 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     def force_mae(pred, yv):
         return float(np.mean(np.abs(pred[nv:] - yv[nv:])))
 
+    def energy_mae(pred, yv):
+        return float(np.mean(np.abs(pred[:nv] - yv[:nv])))
+
+    more = any(r != 1.0 for r in ratios)
+    # select_ridge keeps k (symmetrised) on its Cholesky path; its eigendecomposition path consumes it
+    keeps = method == "cholesky" or (method == "auto" and y.size >= CHOLESKY_ROWS)
+    scale = float(np.mean(np.diag(k)))  # select_ridge's unit of ridge (1 up to round-off: each block's mean is 1)
     ridge, val_force, _, coef = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol,
-                                             with_coef=True, overwrite=True, method=method)
+                                             with_coef=True, overwrite=keeps or not more, method=method)
+    best = (1.0, energy_mae(kv @ coef, y_val), val_force, coef)
+    trials = [best[:3]]
+    for rho in sorted(set(ratios) - {1.0}):
+        # ridge ρ·r on the energy rows = ridge r on the Gram with its energy rows and columns scaled by ρ^(-1/2)
+        c = np.ones(y.size)
+        c[:n] = rho ** -0.5
+        k_rho = k if keeps else k.copy()
+        k_rho *= c[:, None]
+        k_rho *= c[None, :]
+        # select_ridge's absolute ridge is its relative one times the mean diagonal: keep r·scale
+        r_abs = ridge * scale
+        try:
+            fit = select_ridge(k_rho, c * y * s, kv * c[None, :], y_val, energy_mae,
+                               [r_abs / float(np.mean(np.diag(k_rho)))], psd_rtol=psd_rtol, with_coef=True,
+                               overwrite=True, method=method)
+        except ValueError:  # not positive definite at this ridge: that ratio is not tried
+            fit = None
+        if keeps:
+            k_rho /= c[:, None]
+            k_rho /= c[None, :]
+        if fit is None:
+            continue
+        coef_rho = c * fit[3]
+        pred = kv @ coef_rho
+        trials.append((rho, energy_mae(pred, y_val), force_mae(pred, y_val)))
+        if trials[-1][1] < best[1]:
+            best = (rho, trials[-1][1], trials[-1][2], coef_rho)
+    rho, _, val_force, coef = best
     coef = s * coef
     val_energy = float(np.mean(np.abs(g_val[:nv] @ coef - y_val[:nv])))
-    return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "val_force_mae": val_force,
-            "val_energy_mae": val_energy}
+    return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "energy_ratio": rho,
+            "val_force_mae": val_force, "val_energy_mae": val_energy, "ratio_trials": sorted(trials)}
 
 
 def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
@@ -256,7 +305,8 @@ def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
 
 def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequence[int], ridges, *,
                        psd_rtol: float = ENERGY_FORCE_PSD_RTOL, batch: int = 4, progress=None,
-                       log=print, store: Optional[str] = None) -> tuple[list, dict]:
+                       log=print, store: Optional[str] = None,
+                       energy_ratios: Sequence[float] = (1.0,)) -> tuple[list, dict]:
     """Test MAEs of energy + force kernel regression for nested training sets: ``(rows, seconds)``.
 
     Args:
@@ -266,6 +316,8 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         train: training conformation indices; the first ``N`` of them for each ``N`` in ``n_train``.
         val: validation conformations (the ridge is chosen on their force MAE); test: test conformations.
         ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
+        energy_ratios: the energy rows' ridge relative to the chosen one, chosen on validation energies
+            (:func:`fit_energy_forces`; ``(1.0,)``: the energy rows regularised like the force rows).
         store: a directory; each Gram keeps its finished tiles in ``<store>/<name>_{train,val,test}``
             (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped. A Gram's
             cost per pair is then that of the pairs this call computed.
@@ -278,7 +330,7 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
     (10x cheaper per pair than their autodiff Gram). The fits run in increasing ``N`` (each may consume its
     own slice of the Gram, and the largest the Gram itself). Returns rows ``{'kernel', 'n_train', 'energy_mae',
     'force_mae', 'energy_mae_meV', 'force_mae_meV_A', 'ridge_rel', 'val_energy_mae', 'val_force_mae'}``
-    (MAEs in data units unless named meV, which assumes kcal/mol) and ``seconds``, the times of each
+    (MAEs in data units unless named meV, which assumes kcal/mol; also ``'energy_ratio'``, ``'ratio_trials'``) and ``seconds``, the times of each
     Gram and prediction with their cost per conformation pair.
     """
     from ..forces import _route, energy_force_gram, energy_force_predict
@@ -309,7 +361,8 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
             # destroyed by the fit, which then needs no copy of its own
             g_n = g_tr if n == n_max else g_tr[np.ix_(sel, sel)]
             fit = fit_energy_forces(g_n, g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val], ridges, psd_rtol,
-                                    overwrite=n < n_max or pos == len(ns) - 1, method="auto")
+                                    overwrite=n < n_max or pos == len(ns) - 1, method="auto",
+                                    energy_ratios=energy_ratios)
             if g_te is not None:
                 pred = g_te[:, sel] @ fit["coef"]
                 e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)
@@ -322,10 +375,12 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
             e_mae, f_mae = mae(e_pred + fit["energy_mean"], E[test]), mae(f_pred, F[test])
             rows.append({"kernel": name, "n_train": int(n), "energy_mae": e_mae, "force_mae": f_mae,
                          "energy_mae_meV": e_mae * KCAL_MOL_IN_MEV, "force_mae_meV_A": f_mae * KCAL_MOL_IN_MEV,
-                         "ridge_rel": fit["ridge_rel"], "val_energy_mae": fit["val_energy_mae"],
-                         "val_force_mae": fit["val_force_mae"]})
+                         "ridge_rel": fit["ridge_rel"], "energy_ratio": fit["energy_ratio"],
+                         "val_energy_mae": fit["val_energy_mae"], "val_force_mae": fit["val_force_mae"],
+                         "ratio_trials": [list(t) for t in fit["ratio_trials"]]})
             log(f"N = {n:5d} {name}: test energy MAE {e_mae:.4f}, force MAE {f_mae:.4f} (data units; ridge "
-                f"{fit['ridge_rel']:g}, validation force MAE {fit['val_force_mae']:.4f})")
+                f"{fit['ridge_rel']:g}, energy ratio {fit['energy_ratio']:g}, validation force MAE "
+                f"{fit['val_force_mae']:.4f}, energy MAE {fit['val_energy_mae']:.4f})")
     return rows, seconds
 
 
