@@ -89,7 +89,10 @@ def test_learning_curve_predicts_with_the_validated_model():
     for its Cholesky factorisation: the test predictions must still be those of the model the validation
     split scored, the clipped eigendecomposition (brute force with numpy.linalg.eigh), not of a refit with
     jitter added (what the curve used to report)."""
-    from tests.test_linalg import gram_with_spectrum
+    def gram_with_spectrum(mu, rng):  # V diag(mu) Vᵀ with a random orthogonal V
+        q, _ = np.linalg.qr(rng.normal(size=(len(mu), len(mu))))
+        g = (q * np.asarray(mu)) @ q.T
+        return 0.5 * (g + g.T)
 
     rng = np.random.default_rng(7)
     n_pool, n_test, n_tr = 30, 6, 20
