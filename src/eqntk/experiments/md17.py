@@ -271,11 +271,9 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
         k_rho = k if keeps else k.copy()
         k_rho *= c[:, None]
         k_rho *= c[None, :]
-        # select_ridge's absolute ridge is its relative one times the mean diagonal: keep r·scale
-        r_abs = ridge * scale
-        try:
+        try:  # select_ridge's absolute ridge is its relative one times the mean diagonal: keep r·scale
             fit = select_ridge(k_rho, c * y * s, kv * c[None, :], y_val, energy_mae,
-                               [r_abs / float(np.mean(np.diag(k_rho)))], psd_rtol=psd_rtol, with_coef=True,
+                               [ridge * scale / float(np.mean(np.diag(k_rho)))], psd_rtol=psd_rtol, with_coef=True,
                                overwrite=True, method=method)
         except ValueError:  # not positive definite at this ridge: that ratio is not tried
             fit = None
@@ -289,9 +287,8 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
         trials.append((rho, energy_mae(pred, y_val), force_mae(pred, y_val)))
         if trials[-1][1] < best[1]:
             best = (rho, trials[-1][1], trials[-1][2], coef_rho)
-    rho, _, val_force, coef = best
+    rho, val_energy, val_force, coef = best  # kv @ coef = g_val @ (s * coef): the MAEs are those of the result
     coef = s * coef
-    val_energy = float(np.mean(np.abs(g_val[:nv] @ coef - y_val[:nv])))
     return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "energy_ratio": rho,
             "val_force_mae": val_force, "val_energy_mae": val_energy, "ratio_trials": sorted(trials)}
 
