@@ -77,6 +77,9 @@ def main(argv=None):
     p.add_argument("--energy-ratios", type=float, nargs="+", default=[1.0], metavar="RHO",
                    help="the energy rows' ridge relative to the force-chosen one, chosen on validation energies "
                         "(e.g. 1e-5 1e-4 1e-3 1e-2 0.1 1; default 1: energy rows regularised like force rows)")
+    p.add_argument("--force-rtol", type=float, default=None, metavar="TOL",
+                   help="only ratios whose validation force MAE is within (1 + TOL) of ratio 1's are eligible "
+                        "(e.g. 0.01; default: no guard). The JSON keeps every ratio's validation and test MAEs")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=V",
                    help="other settings of the environments and the network, as qm9_experiment.py's (e.g. n_radial=16 "
                         "bandlimit=6 width=0.3); chosen on validation conformations (docs/forces.md)")
@@ -123,7 +126,7 @@ def main(argv=None):
             store = None if args.store is None else os.path.join(args.store, f"seed{seed}")
             rs, sec = md17.energy_force_curve({name: k}, R, E, F, train, val, test, args.n_train, RIDGES,
                                               psd_rtol=PSD_RTOL, batch=args.batch, progress=True, store=store,
-                                              energy_ratios=args.energy_ratios,
+                                              energy_ratios=args.energy_ratios, force_rtol=args.force_rtol,
                                               log=lambda m, seed=seed: print(f"seed {seed} {m}", flush=True))
             for r in rs:
                 r.update(seed=seed, variant="energy + force trained", gamma=args.gamma,

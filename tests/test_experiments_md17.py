@@ -113,7 +113,8 @@ def test_energy_force_model_learns_energies_and_forces_through_the_cli(synthetic
     spring-model conformations beats the zero/mean predictors and improves with data; JSON, PNG, table."""
     out = str(tmp_path / "ef")
     rc = cli.main(["md17", "--model", "energy-forces", "--data", synthetic, "--n-train", "4", "16", "--n-val", "10",
-                   "--n-test", "8", "--oversampling", "6", "--out", out, "--no-progress"])
+                   "--n-test", "8", "--oversampling", "6", "--energy-ratios", "0.01", "1", "--force-rtol", "0.05",
+                   "--out", out, "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "SO(3) NTK, energy + force trained" in printed and "test energy MAE" in printed
@@ -124,6 +125,13 @@ def test_energy_force_model_learns_energies_and_forces_through_the_cli(synthetic
     f_mae = {(r["kernel"], r["n_train"]): r["force_mae"] for r in res["results"]}
     e_mae = {(r["kernel"], r["n_train"]): r["energy_mae"] for r in res["results"]}
     assert set(f_mae) == {(k, n) for k in ("so3_ntk", "so3_nngp") for n in (4, 16)}
+    assert res["config"]["energy_ratios"] == [0.01, 1.0] and res["config"]["force_rtol"] == 0.05
+    for r in res["results"]:  # both ratios tried; the chosen one is guarded and reported with its test MAEs
+        (f_one,) = [t[2] for t in r["ratio_trials"] if t[0] == 1.0]
+        assert [t[0] for t in r["ratio_trials"]] == [0.01, 1.0] and r["val_force_mae"] <= 1.05 * f_one
+        assert [t[0] for t in r["ratio_test"]] == [0.01, 1.0]
+        (chosen,) = [t for t in r["ratio_test"] if t[0] == r["energy_ratio"]]
+        np.testing.assert_allclose(chosen[1:], [r["energy_mae"], r["force_mae"]], rtol=1e-12)
     for k in ("so3_ntk", "so3_nngp"):
         assert f_mae[(k, 16)] < 0.5 * res["zero_predictor_force_mae"], (f_mae, res["zero_predictor_force_mae"])
         assert f_mae[(k, 16)] < f_mae[(k, 4)], f_mae
@@ -139,6 +147,12 @@ def test_energy_force_model_refuses_data_without_energies(tmp_path):
                                  progress=False), log=lambda *a: None)
     with pytest.raises(ValueError, match="model must be one of"):
         md17.MD17Config(model="energies")
+    with pytest.raises(ValueError, match="energy_ratios"):
+        md17.MD17Config(model="energy-forces", energy_ratios=(0.0, 1.0))
+    with pytest.raises(ValueError, match="force_rtol"):
+        md17.MD17Config(model="energy-forces", force_rtol=-1.0)
+    with pytest.raises(ValueError, match="belong to model 'energy-forces'"):
+        md17.MD17Config(model="vector", energy_ratios=(0.1, 1.0))
 
 
 @pytest.mark.parametrize("cholesky_rows", [10_000, 12])
@@ -174,7 +188,7 @@ def test_fit_forces_predicts_with_the_validated_model(monkeypatch, cholesky_rows
         np.testing.assert_allclose(pred[:, ia].reshape(-1), ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
 
 
-def _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios):
+def _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios, force_rtol=None):
     """fit_energy_forces by brute force: a dense solve per (ridge, energy ratio) of the block-normalised Gram."""
     n, nv = len(E), len(Ev)
     mean = np.mean(E)
@@ -192,17 +206,16 @@ def _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios):
     f_mae = {r: np.mean(np.abs((gv @ solve(r, 1.0))[nv:] - yv[nv:])) for r in ridges}
     r = min(f_mae, key=f_mae.get)
     e_mae = {rho: np.mean(np.abs((gv @ solve(r, rho))[:nv] - yv[:nv])) for rho in ratios}
-    rho = min(e_mae, key=e_mae.get)
-    return r, rho, solve(r, rho), e_mae
+    f_rho = {rho: np.mean(np.abs((gv @ solve(r, rho))[nv:] - yv[nv:])) for rho in ratios}
+    eligible = [q for q in ratios if force_rtol is None or q == 1.0 or f_rho[q] <= (1 + force_rtol) * f_mae[r]]
+    rho = min(eligible, key=e_mae.get)
+    return r, rho, solve(r, rho), e_mae, f_rho, {q: solve(r, q) for q in ratios}
 
 
-@pytest.mark.parametrize("method", ["eigh", "cholesky"])
-@pytest.mark.parametrize("overwrite", [False, True])
-def test_fit_energy_forces_energy_ridge_against_a_dense_solve(method, overwrite):
-    """The ridge chosen on validation forces, then the energy rows' ridge ratio on validation energies, against
-    dense solves of the block-diagonally regularised system for every pair (a strictly positive definite Gram
-    with energy and force blocks of different scales, so nothing is clipped)."""
-    rng = np.random.default_rng(3)
+def _joint_instance(seed):
+    """A strictly positive definite joint Gram of 6 training and 3 validation conformations of 2 atoms, with
+    energy and force blocks of different scales (so nothing is clipped), and random targets."""
+    rng = np.random.default_rng(seed)
     n, nv, n_at = 6, 3, 2
     rows = lambda m: m * (1 + 3 * n_at)  # noqa: E731
     a = rng.normal(size=(rows(n + nv), rows(n + nv) + 5))
@@ -216,8 +229,18 @@ def test_fit_energy_forces_energy_ridge_against_a_dense_solve(method, overwrite)
     g, gv = joint[:rows(n), :rows(n)], joint[rows(n):, :rows(n)]
     E, Ev = rng.normal(size=n) * 30, rng.normal(size=nv) * 30
     F, Fv = rng.normal(size=(n, n_at, 3)), rng.normal(size=(nv, n_at, 3))
+    return g, gv, E, F, Ev, Fv
+
+
+@pytest.mark.parametrize("method", ["eigh", "cholesky"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_fit_energy_forces_energy_ridge_against_a_dense_solve(method, overwrite):
+    """The ridge chosen on validation forces, then the energy rows' ridge ratio on validation energies, against
+    dense solves of the block-diagonally regularised system for every pair (a strictly positive definite Gram
+    with energy and force blocks of different scales, so nothing is clipped)."""
+    g, gv, E, F, Ev, Fv = _joint_instance(3)
     ridges, ratios = [1e-4, 1e-2, 1e-1], [1e-3, 1e-1, 1.0, 10.0]
-    r, rho, coef, e_mae = _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios)
+    r, rho, coef, e_mae, f_rho, coefs = _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios)
     assert len(set(np.round(list(e_mae.values()), 12))) == len(ratios)  # the ratios do make different models
     fit = md17.fit_energy_forces(g.copy() if overwrite else g, gv, E, F, Ev, Fv, ridges, psd_rtol=1e-10,
                                  overwrite=overwrite, method=method, energy_ratios=ratios)
@@ -225,11 +248,30 @@ def test_fit_energy_forces_energy_ridge_against_a_dense_solve(method, overwrite)
     np.testing.assert_allclose(fit["coef"], coef, rtol=1e-7, atol=1e-9 * np.abs(coef).max())
     np.testing.assert_allclose(fit["val_energy_mae"], e_mae[rho], rtol=1e-8)
     np.testing.assert_allclose([t[1] for t in fit["ratio_trials"]], [e_mae[q] for q in sorted(ratios)], rtol=1e-7)
+    np.testing.assert_allclose([t[2] for t in fit["ratio_trials"]], [f_rho[q] for q in sorted(ratios)], rtol=1e-7)
+    for q, c in zip(sorted(ratios), fit["trial_coefs"]):  # every trial's model, for reporting
+        np.testing.assert_allclose(c, coefs[q], rtol=1e-7, atol=1e-9 * np.abs(coefs[q]).max())
     # without ratios: the force-chosen model, energy rows regularised like the force rows
     plain = md17.fit_energy_forces(g.copy(), gv, E, F, Ev, Fv, ridges, psd_rtol=1e-10, method=method)
     assert plain["energy_ratio"] == 1.0
     np.testing.assert_allclose(plain["coef"], _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, [1.0])[2],
                                rtol=1e-7, atol=1e-9 * np.abs(coef).max())
+@pytest.mark.parametrize("method", ["eigh", "cholesky"])
+def test_fit_energy_forces_force_guard_against_a_dense_solve(method):
+    """force_rtol: a ratio whose validation forces are worse than ratio 1's by more than the tolerance is not
+    chosen, however good its energies (an instance where the energy choice does cost forces)."""
+    g, gv, E, F, Ev, Fv = _joint_instance(2)
+    ridges, ratios = [1e-4, 1e-2, 1e-1], [1e-3, 1e-1, 1.0, 10.0]
+    _, rho, _, _, f_rho, _ = _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios)
+    assert f_rho[rho] > f_rho[1.0], "this instance must let the energy choice cost forces, or the guard is untested"
+    for tol in (0.0, 0.5 * (f_rho[rho] / f_rho[1.0] - 1), 1.0):
+        r_g, rho_g, coef_g, *_ = _dense_energy_force_fit(g, gv, E, F, Ev, Fv, ridges, ratios, force_rtol=tol)
+        assert (rho_g != rho) == (tol < 1.0)
+        fit = md17.fit_energy_forces(g.copy(), gv, E, F, Ev, Fv, ridges, psd_rtol=1e-10, method=method,
+                                     energy_ratios=ratios, force_rtol=tol)
+        assert (fit["ridge_rel"], fit["energy_ratio"]) == (r_g, rho_g)
+        np.testing.assert_allclose(fit["coef"], coef_g, rtol=1e-7, atol=1e-9 * np.abs(coef_g).max())
+        assert fit["val_force_mae"] <= (1 + tol) * f_rho[1.0] * (1 + 1e-12)
 
 
 def test_fit_energy_forces_refuses_bad_energy_ratios():
@@ -237,3 +279,7 @@ def test_fit_energy_forces_refuses_bad_energy_ratios():
     with pytest.raises(ValueError, match="energy_ratios"):
         md17.fit_energy_forces(g, g[:7], np.zeros(1), np.zeros((1, 2, 3)), np.zeros(1), np.zeros((1, 2, 3)), [1e-3],
                                psd_rtol=1e-8, energy_ratios=[0.0])
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="force_rtol"):
+            md17.fit_energy_forces(g, g[:7], np.zeros(1), np.zeros((1, 2, 3)), np.zeros(1), np.zeros((1, 2, 3)),
+                                   [1e-3], psd_rtol=1e-8, energy_ratios=[0.1, 1.0], force_rtol=bad)

@@ -145,7 +145,8 @@ def cmd_md17(args) -> int:
                               n_val=args.n_val, n_test=args.n_test,
                               seed=args.seed, test_seed=args.test_seed, bandlimit=args.bandlimit,
                               oversampling=args.oversampling, dtype=args.dtype, ridges=tuple(args.ridge),
-                              progress=not args.no_progress, store=args.store)
+                              progress=not args.no_progress, store=args.store,
+                              energy_ratios=tuple(args.energy_ratios), force_rtol=args.force_rtol)
     except ValueError as e:
         print(f"eqntk: error: {e}", file=sys.stderr)
         return 2
@@ -389,6 +390,13 @@ def _add_md17(sub):
                         "(energy-forces, default 8); the kernel's accuracy limits the fit")
     q.add_argument("--ridge", type=_nonneg_float("--ridge"), nargs="+", default=list(default["ridges"]), metavar="R",
                    help="ridge grid, relative to the mean diagonal of the training kernel")
+    q.add_argument("--energy-ratios", type=_positive_float("--energy-ratios"), nargs="+",
+                   default=list(default["energy_ratios"]), metavar="RHO",
+                   help="energy-forces: the energy rows' ridge relative to the force-chosen one, chosen on validation "
+                        "energies (e.g. 1e-4 1e-3 1e-2 0.1 1; default 1: regularised like the force rows)")
+    q.add_argument("--force-rtol", type=_nonneg_float("--force-rtol"), default=default["force_rtol"], metavar="TOL",
+                   help="energy-forces: only the ratios whose validation force MAE is within (1 + TOL) of ratio 1's "
+                        "are eligible (e.g. 0.01; default: all)")
     q.add_argument("--store", default=None, metavar="DIR",
                    help="keep finished kernel tiles here; re-running the same command resumes from them")
     _add_common(q, "eqntk_output/md17")

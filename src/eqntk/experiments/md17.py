@@ -88,6 +88,10 @@ class MD17Config:
     tile: int = 128
     progress: Optional[bool] = None
     store: Optional[str] = None    # a directory keeping finished kernel tiles: an interrupted run resumes from them
+    # 'energy-forces' only: the energy rows' ridge relative to the force-chosen one, chosen on validation energies
+    # among the ratios whose validation forces stay within (1 + force_rtol) of ratio 1's (fit_energy_forces)
+    energy_ratios: Sequence[float] = (1.0,)
+    force_rtol: Optional[float] = None
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -105,6 +109,13 @@ class MD17Config:
                 raise ValueError(f"md17: {name} must be a positive integer, got {v!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"md17: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        self.energy_ratios = tuple(float(r) for r in self.energy_ratios)
+        if not self.energy_ratios or not all(np.isfinite(r) and r > 0 for r in self.energy_ratios):
+            raise ValueError(f"md17: energy_ratios must be finite numbers > 0, got {self.energy_ratios!r}")
+        if self.force_rtol is not None and not (np.isfinite(self.force_rtol) and self.force_rtol >= 0):
+            raise ValueError(f"md17: force_rtol must be a finite number >= 0 or None, got {self.force_rtol!r}")
+        if self.model != "energy-forces" and (self.energy_ratios != (1.0,) or self.force_rtol is not None):
+            raise ValueError("md17: energy_ratios and force_rtol belong to model 'energy-forces'")
 
 
 def network(cfg: MD17Config):
@@ -205,7 +216,7 @@ def fit_forces(kernels: dict, F_pool, F_test_shape, n_val: int, n: int, kind: st
 
 def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, psd_rtol: float,
                       overwrite: bool = False, method: str = "eigh",
-                      energy_ratios: Sequence[float] = (1.0,)) -> dict:
+                      energy_ratios: Sequence[float] = (1.0,), force_rtol: Optional[float] = None) -> dict:
     """Kernel ridge regression on energies and forces; the ridge chosen on validation forces.
 
     ``g_train``: ``(N (1 + 3n), N (1 + 3n))`` joint Gram of the training conformations and ``g_val``
@@ -219,7 +230,9 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     of this grid, ``ρ`` chosen on the validation *energies* (``1``, always tried, is the model above).
     Energies observed with less noise than the forces' fit implies are then fitted more closely; the
     forces hardly move. Each ``ρ ≠ 1`` costs one more factorisation (eigendecomposition below
-    ``select_ridge``'s ``CHOLESKY_ROWS``, else Cholesky).
+    ``select_ridge``'s ``CHOLESKY_ROWS``, else Cholesky). ``force_rtol``: only the ratios whose validation
+    force MAE is at most ``(1 + force_rtol)`` times that of ``ρ = 1`` are eligible (``None``: all), so the
+    energies are not bought with the forces.
 
     ``overwrite``: ``g_train`` may be destroyed (scaled and symmetrised in place): memory ``g_train`` plus
     one matrix of its size (eigenvectors, or the Cholesky work matrix of ``select_ridge``), where a copy
@@ -229,7 +242,8 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
 
     Returns ``{'coef' (N (1 + 3n),): the coefficients of energy_force_predict, 'energy_mean',
     'ridge_rel', 'energy_ratio', 'val_force_mae', 'val_energy_mae', 'ratio_trials': [(ρ, validation
-    energy MAE, validation force MAE), ...]}`` (data units).
+    energy MAE, validation force MAE), ...] in increasing ρ, 'trial_coefs': the coefficients of each
+    trial, in the same order}`` (data units).
     """
     from .common import CHOLESKY_ROWS
 
@@ -237,6 +251,8 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     ratios = [float(r) for r in energy_ratios]
     if not ratios or any(not (np.isfinite(r) and r > 0) for r in ratios):
         raise ValueError(f"fit_energy_forces: energy_ratios must be finite numbers > 0, got {list(energy_ratios)!r}")
+    if force_rtol is not None and not (np.isfinite(force_rtol) and force_rtol >= 0):
+        raise ValueError(f"fit_energy_forces: force_rtol must be a finite number >= 0 or None, got {force_rtol!r}")
     e_mean = float(np.mean(E_train))
     y = np.concatenate([np.asarray(E_train) - e_mean, np.asarray(F_train).reshape(-1)])
     y_val = np.concatenate([np.asarray(E_val) - e_mean, np.asarray(F_val).reshape(-1)])
@@ -262,8 +278,7 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     scale = float(np.mean(np.diag(k)))  # select_ridge's unit of ridge (1 up to round-off: each block's mean is 1)
     ridge, val_force, _, coef = select_ridge(k, y * s, kv, y_val, force_mae, ridges, psd_rtol=psd_rtol,
                                              with_coef=True, overwrite=keeps or not more, method=method)
-    best = (1.0, energy_mae(kv @ coef, y_val), val_force, coef)
-    trials = [best[:3]]
+    trials = [(1.0, energy_mae(kv @ coef, y_val), val_force, s * coef)]
     for rho in sorted(set(ratios) - {1.0}):
         # ridge ρ·r on the energy rows = ridge r on the Gram with its energy rows and columns scaled by ρ^(-1/2)
         c = np.ones(y.size)
@@ -283,14 +298,14 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
         if fit is None:
             continue
         coef_rho = c * fit[3]
-        pred = kv @ coef_rho
-        trials.append((rho, energy_mae(pred, y_val), force_mae(pred, y_val)))
-        if trials[-1][1] < best[1]:
-            best = (rho, trials[-1][1], trials[-1][2], coef_rho)
-    rho, val_energy, val_force, coef = best  # kv @ coef = g_val @ (s * coef): the MAEs are those of the result
-    coef = s * coef
+        pred = kv @ coef_rho  # = g_val @ (s * coef_rho): the MAEs are those of the returned coefficients
+        trials.append((rho, energy_mae(pred, y_val), force_mae(pred, y_val), s * coef_rho))
+    trials.sort(key=lambda t: t[0])
+    limit = np.inf if force_rtol is None else (1.0 + force_rtol) * val_force
+    rho, val_energy, val_force, coef = min((t for t in trials if t[2] <= limit or t[0] == 1.0), key=lambda t: (t[1], t[0] != 1.0))
     return {"coef": coef, "energy_mean": e_mean, "ridge_rel": ridge, "energy_ratio": rho,
-            "val_force_mae": val_force, "val_energy_mae": val_energy, "ratio_trials": sorted(trials)}
+            "val_force_mae": val_force, "val_energy_mae": val_energy,
+            "ratio_trials": [t[:3] for t in trials], "trial_coefs": [t[3] for t in trials]}
 
 
 def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
@@ -303,7 +318,8 @@ def gram_rows(idx, n_total: int, n3: int) -> np.ndarray:
 def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequence[int], ridges, *,
                        psd_rtol: float = ENERGY_FORCE_PSD_RTOL, batch: int = 4, progress=None,
                        log=print, store: Optional[str] = None,
-                       energy_ratios: Sequence[float] = (1.0,)) -> tuple[list, dict]:
+                       energy_ratios: Sequence[float] = (1.0,),
+                       force_rtol: Optional[float] = None) -> tuple[list, dict]:
     """Test MAEs of energy + force kernel regression for nested training sets: ``(rows, seconds)``.
 
     Args:
@@ -315,6 +331,7 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
         ridges: relative ridges to choose from (block-wise, :func:`fit_energy_forces`).
         energy_ratios: the energy rows' ridge relative to the chosen one, chosen on validation energies
             (:func:`fit_energy_forces`; ``(1.0,)``: the energy rows regularised like the force rows).
+        force_rtol: the guard of that choice on the validation forces (:func:`fit_energy_forces`).
         store: a directory; each Gram keeps its finished tiles in ``<store>/<name>_{train,val,test}``
             (``energy_force_gram(store=...)``), so an interrupted run resumes where it stopped. A Gram's
             cost per pair is then that of the pairs this call computed.
@@ -327,8 +344,10 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
     (10x cheaper per pair than their autodiff Gram). The fits run in increasing ``N`` (each may consume its
     own slice of the Gram, and the largest the Gram itself). Returns rows ``{'kernel', 'n_train', 'energy_mae',
     'force_mae', 'energy_mae_meV', 'force_mae_meV_A', 'ridge_rel', 'val_energy_mae', 'val_force_mae'}``
-    (MAEs in data units unless named meV, which assumes kcal/mol; also ``'energy_ratio'``, ``'ratio_trials'``) and ``seconds``, the times of each
-    Gram and prediction with their cost per conformation pair.
+    (MAEs in data units unless named meV, which assumes kcal/mol; also ``'energy_ratio'``, ``'ratio_trials'``, and
+    where the test Gram is at hand ``'ratio_test'``: ``[ρ, test energy MAE, test force MAE]`` of every ratio tried,
+    reported only, never used to choose) and ``seconds``, the times of each Gram and prediction with their cost
+    per conformation pair.
     """
     from ..forces import _route, energy_force_gram, energy_force_predict
 
@@ -359,10 +378,16 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
             g_n = g_tr if n == n_max else g_tr[np.ix_(sel, sel)]
             fit = fit_energy_forces(g_n, g_va[:, sel], E[train[:n]], F[train[:n]], E[val], F[val], ridges, psd_rtol,
                                     overwrite=n < n_max or pos == len(ns) - 1, method="auto",
-                                    energy_ratios=energy_ratios)
+                                    energy_ratios=energy_ratios, force_rtol=force_rtol)
+            ratio_test = []
             if g_te is not None:
                 pred = g_te[:, sel] @ fit["coef"]
                 e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)
+                if len(fit["ratio_trials"]) > 1:
+                    for (rho, *_), c in zip(fit["ratio_trials"], fit["trial_coefs"]):
+                        p = g_te[:, sel] @ c
+                        ratio_test.append([rho, mae(p[:test.size] + fit["energy_mean"], E[test]),
+                                           mae(p[test.size:].reshape(F[test].shape), F[test])])
             else:
                 t3 = time.perf_counter()
                 e_pred, f_pred = energy_force_predict(k, R[train[:n]], fit["coef"], R[test], block=16, batch=16,
@@ -374,7 +399,7 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
                          "energy_mae_meV": e_mae * KCAL_MOL_IN_MEV, "force_mae_meV_A": f_mae * KCAL_MOL_IN_MEV,
                          "ridge_rel": fit["ridge_rel"], "energy_ratio": fit["energy_ratio"],
                          "val_energy_mae": fit["val_energy_mae"], "val_force_mae": fit["val_force_mae"],
-                         "ratio_trials": [list(t) for t in fit["ratio_trials"]]})
+                         "ratio_trials": [list(t) for t in fit["ratio_trials"]], "ratio_test": ratio_test})
             log(f"N = {n:5d} {name}: test energy MAE {e_mae:.4f}, force MAE {f_mae:.4f} (data units; ridge "
                 f"{fit['ridge_rel']:g}, energy ratio {fit['energy_ratio']:g}, validation force MAE "
                 f"{fit['val_force_mae']:.4f}, energy MAE {fit['val_energy_mae']:.4f})")
@@ -440,7 +465,8 @@ def _energy_force_rows(cfg: MD17Config, kf, spec, scale: float, d: dict, train, 
     kernels = {f"so3_{kind}": conformation_kernel(kf, z, env, get=kind) for kind in KINDS}
     with timer("energy-force kernels"):
         return energy_force_curve(kernels, d["R"], d["E"], d["F"], train, val, test, cfg.n_train, cfg.ridges,
-                                  progress=cfg.progress, log=log, store=cfg.store)
+                                  progress=cfg.progress, log=log, store=cfg.store, energy_ratios=cfg.energy_ratios,
+                                  force_rtol=cfg.force_rtol)
 
 
 def _result(cfg: MD17Config, rows: list, zero: float, seconds: dict, kernel_seconds: Optional[dict] = None,
@@ -449,6 +475,7 @@ def _result(cfg: MD17Config, rows: list, zero: float, seconds: dict, kernel_seco
 
     config = dataclasses.asdict(cfg)
     config["n_train"], config["ridges"] = list(cfg.n_train), list(cfg.ridges)
+    config["energy_ratios"] = list(cfg.energy_ratios)
     config["source"] = os.path.basename(cfg.source or D.default_md17_path())
     out = {"experiment": "md17", "config": config, "results": rows, "zero_predictor_force_mae": zero,
            "seconds": seconds, "environment": environment_info()}
