@@ -123,6 +123,16 @@ def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 3) -> floa
     return 2.0 * n**3 / best
 
 
+def xla_flops(f, *args) -> tuple[float, bool]:
+    """``(flops, loops)``: XLA's cost analysis of the jitted ``f`` at ``args``, and whether the compiled program
+    has loops. XLA counts a loop's body once, not once per iteration (a ``lax.map`` of 10 products of 64² matrices
+    reports 1/10 of its flops), so with ``loops`` the count is a lower bound."""
+    compiled = f.lower(*args).compile()
+    c = compiled.cost_analysis()
+    c = c[0] if isinstance(c, (list, tuple)) else c
+    return float(c.get("flops", float("nan"))), " while(" in compiled.as_text()
+
+
 def memory_bandwidth(n: int = 1 << 25, repeats: int = 5) -> dict:
     """The machine's measured memory bandwidth, bytes/s, on ``n`` float64 elements (256 MB by default).
 

@@ -308,6 +308,9 @@ FOURIER_NETS = {
     # the eqntk qm9 network's shape on a point rule (Rbf takes the rule's weights inside its exponential)
     "rbf_rule": lambda: stax.serial(stax.S2ConvSO3(4, 3), stax.Rbf(0.7), stax.SO3Pool(oversampling=3.0),
                                     stax.Dense(1)),
+    # the same on the product grid (the lift values by separable synthesis, the analyses by the separable transform)
+    "rbf_grid": lambda: stax.serial(stax.S2ConvSO3(4, 3), stax.Rbf(0.7), stax.SO3Pool(oversampling=3.0, rule=False),
+                                    stax.Dense(1)),
     # biases, two nonlinearities and a 1x1 layer before the pool, a biased readout, the product grid
     "relu_sin_grid": lambda: stax.serial(stax.S2ConvSO3(4, 3, W_std=1.3, b_std=0.4), stax.Relu(),
                                          stax.Dense(8, 1.1, 0.2), stax.Sin(1.0, 0.8, 0.3),
@@ -323,7 +326,8 @@ def five_atoms():
     return m, lambda R: env0(R) * 0.3
 
 
-@pytest.mark.parametrize("net, get", [("rbf_rule", "ntk"), pytest.param("rbf_rule", "nngp", marks=pytest.mark.slow),
+@pytest.mark.parametrize("net, get", [("rbf_rule", "ntk"), ("rbf_grid", "ntk"),
+                                      pytest.param("rbf_rule", "nngp", marks=pytest.mark.slow),
                                       pytest.param("relu_sin_grid", "ntk", marks=pytest.mark.slow),
                                       pytest.param("relu_sin_grid", "nngp", marks=pytest.mark.slow)])
 def test_fourier_energy_force_gram_equals_autodiff(five_atoms, net, get):
@@ -333,6 +337,7 @@ def test_fourier_energy_force_gram_equals_autodiff(five_atoms, net, get):
     m, env = five_atoms
     kf = FOURIER_NETS[net]()[2]
     assert pooled_lift(kf) is not None
+    assert (pooled_lift(kf).quadrature()[0] is None) == net.startswith("rbf_rule")  # a point rule, or the grid
     k = conformation_kernel(kf, m.Z, env, get=get)
     R = _conformations(m, 3, seed=8)
     want = energy_force_gram(k, R, batch=2, method="autodiff")

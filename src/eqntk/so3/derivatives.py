@@ -40,8 +40,8 @@ from ..core.checks import check_kind
 from ..core.pointwise import AffineMap, PointwiseMap
 from .kernel_state import pool_points
 from .quadrature import SO3Rule, so3_grid
-from .transform import from_grid
-from .wigner import _block_index, num_block_coeffs, unpad_blocks, wigner_D_padded
+from .transform import from_grid, to_grid
+from .wigner import _block_index, num_block_coeffs, pad_blocks, unpad_blocks, wigner_D_padded
 
 __all__ = ["PooledLift", "pooled_lift", "energy_force_tile"]
 
@@ -274,6 +274,13 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
             A = unpad_blocks(from_grid(vals.reshape(vals.shape[:-1] + grid.shape), grid.bandlimit, Lb))
             return A * jnp.asarray(1.0 / (2 * ls2[:n] + 1), dtype)  # from_grid gives (2l+1) Σ w f D
 
+        def synthesise(M):
+            """The lift values ``B(g) = Σ_e M_e D_e(g)`` on the points: ``(P, N_L) → (P, G)``; on a product grid by
+            the separable synthesis (at L = 6, 35,301 points: 10x faster than the dense product, equal to rounding)."""
+            if grid is None:
+                return M @ Dj.T
+            return to_grid(pad_blocks(M), grid.bandlimit).reshape(M.shape[0], -1)
+
         def per_conf(R):
             def x_of(r):
                 x = environment(r)[:, :L * L]
@@ -304,7 +311,7 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
         def per_chunk(args):
             """Lift values → pointwise derivatives → their sums and Wigner coefficients, for one chunk of pairs."""
             M, q1c, q2c = args
-            v = der(M @ Dj.T + b2, q1c[:, None], q2c[:, None])  # (chunk, G) each
+            v = der(synthesise(M) + b2, q1c[:, None], q2c[:, None])  # (chunk, G) each
             sums = jnp.stack([v[k] @ w for k in ("psi", "q", "qp", "qqp")])
             A1 = analyse(jnp.concatenate([v[k] for k in ("B", "Bqp", "qB")]), N).reshape(3, -1, N)
             return sums, A1, analyse(v["BB"], N2)
