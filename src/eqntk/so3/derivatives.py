@@ -139,9 +139,10 @@ def _packed_wigner(L: int, euler: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _clebsch_gordan_factors(L: int) -> dict:
-    """Per degree pair ``(l1, l2)``: ``(Q1 (k1, k2, K), Q2 (k1, k2, K), index (K, K))`` with
-    ``Φ^{l1 l2}[(m1 n1), (m2 n2)] = Σ_{M, N} Q1[m1, m2, M] A[index[M, N]] Q2[n1, n2, N]`` for ``Φ = T A``
-    (``A`` packed to degree ``2L − 2``, with a zero appended at ``index = N_{2L-1}``).
+    """Per degree pair ``(l1, l2)``: ``(Q1 (k1, k2, K), Q2 (k1, k2, K), blocks)`` with
+    ``Φ^{l1 l2}[(m1 n1), (m2 n2)] = Σ_J Σ_{M, N ∈ J} Q1[m1, m2, M] A_J[M, N] Q2[n1, n2, N]`` for ``Φ = T A``
+    (``A`` packed to degree ``2L − 2``); ``blocks``: per output degree ``J``, ``(o, K_J, a)``: its indices
+    ``M, N`` run over ``o .. o + K_J`` and ``A_J = A[a : a + K_J²]`` as a ``(K_J, K_J)`` matrix.
 
     ``T`` (``vec(D^{l1} ⊗ D^{l2}) = T D₂``) is projected on a product grid exact to degree ``4L − 4``;
     its block of each output degree ``J`` is rank one in ``((m1 m2 M), (n1 n2 N))`` (a real
@@ -164,8 +165,7 @@ def _clebsch_gordan_factors(L: int) -> dict:
         for l2 in range(L):
             k1, k2 = 2 * l1 + 1, 2 * l2 + 1
             Tb = T[offs[l1]:offs[l1 + 1], offs[l2]:offs[l2 + 1]].reshape(k1, k1, k2, k2, N2)
-            Q1s, Q2s = [], []
-            index = np.full((k1 * k2, k1 * k2), N2)
+            Q1s, Q2s, blocks = [], [], []
             o = 0
             for J in range(abs(l1 - l2), l1 + l2 + 1):
                 K = 2 * J + 1
@@ -175,23 +175,26 @@ def _clebsch_gordan_factors(L: int) -> dict:
                     raise AssertionError(f"Clebsch-Gordan block ({l1}, {l2}, {J}) is not rank one: {sv[:2]}")
                 Q1s.append((u[:, 0] * np.sqrt(sv[0])).reshape(k1, k2, K))
                 Q2s.append((vt[0] * np.sqrt(sv[0])).reshape(k1, k2, K))
-                index[o:o + K, o:o + K] = offs2[J] + np.arange(K * K).reshape(K, K)
+                blocks.append((o, K, offs2[J]))
                 o += K
-            out[l1, l2] = (np.concatenate(Q1s, -1), np.concatenate(Q2s, -1), index)
+            out[l1, l2] = (np.concatenate(Q1s, -1), np.concatenate(Q2s, -1), tuple(blocks))
     return out
 
 
 def _phi(A2, L: int):
-    """``Φ = T A₂``: ``(..., N₂) → (..., N_L, N_L)``, from the Clebsch–Gordan factors (block by degree pair)."""
+    """``Φ = T A₂``: ``(..., N₂) → (..., N_L, N_L)``, from the Clebsch–Gordan factors (block by degree pair).
+
+    Per degree pair, ``A`` is block diagonal in the output degree ``J``: the first product runs block by block
+    (``k1 k2 Σ_J K_J²`` multiply-adds instead of ``(k1 k2)³``), the second over all ``M`` at once."""
     factors = _clebsch_gordan_factors(L)
-    A2z = jnp.concatenate([A2, jnp.zeros(A2.shape[:-1] + (1,), A2.dtype)], axis=-1)
     rows = []
     for l1 in range(L):
         row = []
         for l2 in range(L):
-            Q1, Q2, index = factors[l1, l2]
+            Q1, Q2, blocks = factors[l1, l2]
             k1, k2 = Q1.shape[:2]
-            X = jnp.einsum("...MN,uvN->...Muv", A2z[..., index], jnp.asarray(Q2, A2.dtype))
+            X = jnp.concatenate([jnp.einsum("...MN,uvN->...Muv", A2[..., a:a + K * K].reshape(A2.shape[:-1] + (K, K)),
+                                            jnp.asarray(Q2[..., o:o + K], A2.dtype)) for o, K, a in blocks], axis=-3)
             P = jnp.einsum("xyM,...Muv->...xuyv", jnp.asarray(Q1, A2.dtype), X)  # (.., m1, n1, m2, n2)
             row.append(P.reshape(P.shape[:-4] + (k1 * k1, k2 * k2)))
         rows.append(jnp.concatenate(row, axis=-1))
