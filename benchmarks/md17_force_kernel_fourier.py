@@ -115,11 +115,8 @@ def tile_flops(k, method: str, R1, R2) -> tuple[float, bool]:
     if method != "fourier":
         return harness.xla_flops(_tile_program(k, method), R1, R2)
     pairs = sum(int(np.sum(k.Z == e)) ** 2 for e in np.unique(k.Z)) * len(R1) * len(R2)
-    chunk, dv.PAIR_CHUNK = dv.PAIR_CHUNK, pairs
-    try:  # (a new program: _tile_program keeps the one it built)
-        return harness.xla_flops(dv.energy_force_tile(pooled_lift(k.kernel_fn), k.Z, k.environment, k.get), R1, R2)
-    finally:
-        dv.PAIR_CHUNK = chunk
+    return harness.xla_flops(dv.energy_force_tile(pooled_lift(k.kernel_fn), k.Z, k.environment, k.get,
+                                                  pair_chunk=pairs), R1, R2)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ SO3Pool oversampling 8 as for training on forces), for each L:
 * the whole tile (``eqntk.so3.derivatives.energy_force_tile``) of ``batch x batch`` conformation pairs,
   in ms per conformation pair, and its flops (XLA's count, on a copy without the chunk loop) as a fraction
   of the float64 matmul peak measured in the same run;
-* its stages, each jitted alone on one chunk of ``PAIR_CHUNK`` atom pairs and scaled to the tile's
+* its stages (the tile's own functions), each jitted alone on one chunk of ``PAIR_CHUNK`` atom pairs and scaled to the tile's
   same-element atom pairs: the lift values on the quadrature points (by the separable synthesis the
   tile uses, and by the dense product with the Wigner table it used before, interleaved; their largest
   difference), the eight pointwise derivatives, their quadrature sums, their analyses (three to the lift's
@@ -40,8 +40,7 @@ from eqntk.experiments import qm9  # noqa: E402
 from eqntk.experiments.common import environment_info, write_json  # noqa: E402
 from eqntk.forces import _tile_program, conformation_kernel  # noqa: E402
 from eqntk.so3 import derivatives as dv  # noqa: E402
-from eqntk.so3.transform import from_grid, to_grid  # noqa: E402
-from eqntk.so3.wigner import _block_index, num_block_coeffs, pad_blocks, unpad_blocks  # noqa: E402
+from eqntk.so3.wigner import num_block_coeffs  # noqa: E402
 
 #: the angular width chosen with each bandlimit on MD17 validation conformations (md17_energy_forces_selection.json)
 WIDTH = {4: 0.5, 5: 0.4, 6: 0.35}
@@ -93,17 +92,13 @@ def main(argv=None):
         N, N2 = num_block_coeffs(L), num_block_coeffs(L2)
         D2 = jnp.asarray(dv._packed_wigner(L2, euler))
         Dj, w = D2[:, :N], jnp.asarray(w)
-        ls2 = _block_index(L2)[0]
         der = dv._pointwise_derivatives(chain.psi("ntk"))
-
-        def analyse(vals, n, L=L, L2=L2, N2=N2, grid=grid, ls2=ls2):
-            A = unpad_blocks(from_grid(vals.reshape(vals.shape[:-1] + grid.shape), grid.bandlimit, L2 if n == N2 else L))
-            return A * jnp.asarray(1.0 / (2 * ls2[:n] + 1))
 
         M = jnp.asarray(np.random.default_rng(0).normal(size=(C, N)) * 0.1)
         q = jnp.ones((C, 1))
-        dense = jax.jit(lambda M, Dj=Dj: M @ Dj.T + 0.1)
-        separable = jax.jit(lambda M, grid=grid: to_grid(pad_blocks(M), grid.bandlimit).reshape(M.shape[0], -1) + 0.1)
+        # the tile's own lift values (dv._lift_values); without the grid, the dense product it used before
+        dense = jax.jit(lambda M, Dj=Dj, L=L: dv._lift_values(M, None, Dj, L) + 0.1)
+        separable = jax.jit(lambda M, grid=grid, Dj=Dj, L=L: dv._lift_values(M, grid, Dj, L) + 0.1)
         lift_diff = float(jnp.max(jnp.abs(dense(M) - separable(M))))
         lift = {"dense": [], "separable": []}
         for _ in range(args.reps):  # interleaved
@@ -113,16 +108,18 @@ def main(argv=None):
         derivs = jax.jit(lambda B, q=q: der(B, q, q))
         v = derivs(B)
         x3 = jnp.concatenate([v[key] for key in ("B", "Bqp", "qB")])
+        analyse2 = jax.jit(lambda x, g=grid, L2=L2, D2=D2, w=w: dv._analyse(x, g, L2, D2, w))
         stages = {
             "lift values, dense product (before)": min(lift["dense"]),
             "lift values, separable synthesis": min(lift["separable"]),
             "pointwise derivatives": best_of(derivs, B, reps=args.reps),
             "quadrature sums": best_of(jax.jit(lambda v, w=w: jnp.stack([v[key] @ w for key in ("psi", "q", "qp", "qqp")])),
                                        v, reps=args.reps),
-            "analyses to N_L (three)": best_of(jax.jit(lambda x, N=N: analyse(x, N)), x3, reps=args.reps),
-            "analysis to N_2L-1": best_of(jax.jit(lambda x, N2=N2: analyse(x, N2)), v["BB"], reps=args.reps),
+            "analyses to N_L (three)": best_of(jax.jit(lambda x, g=grid, L=L, D2=D2, w=w: dv._analyse(x, g, L, D2, w)),
+                                               x3, reps=args.reps),
+            "analysis to N_2L-1": best_of(analyse2, v["BB"], reps=args.reps),
         }
-        A2 = jax.jit(lambda x, N2=N2: analyse(x, N2))(v["BB"])
+        A2 = analyse2(v["BB"])
         stages["Phi from Clebsch-Gordan factors"] = best_of(jax.jit(lambda A, L=L: dv._phi(A, L)), A2, reps=args.reps)
         stages_ms = {key: 1e3 * t * per for key, t in stages.items()}
         row = {"bandlimit": L, "width": cfg.width, "quadrature_points": int(euler.shape[0]),

@@ -384,3 +384,22 @@ def test_fourier_route_is_taken_only_where_it_applies(five_atoms):
             np.testing.assert_allclose(ef, -R[a].ravel())
             np.testing.assert_allclose(fe, -R[b].ravel())
             np.testing.assert_allclose(ff, np.eye(n3))
+
+
+def test_fourier_tile_does_not_depend_on_the_pair_chunk(five_atoms):
+    """The atom pairs mapped in chunks of any size (padded with copies of the last pair) or all at once (no loop)
+    give the same blocks; a chunk size that is not a positive integer is refused."""
+    from eqntk.so3.derivatives import energy_force_tile, pooled_lift
+
+    m, env = five_atoms
+    chain = pooled_lift(FOURIER_NETS["rbf_grid"]()[2])
+    R = _conformations(m, 2, seed=4)
+    pairs = sum(int(np.sum(m.Z == e)) ** 2 for e in np.unique(m.Z)) * 2 * 2
+    want = energy_force_tile(chain, m.Z, env, "ntk", pair_chunk=1)(R, R)
+    for chunk in (3, pairs):
+        got = energy_force_tile(chain, m.Z, env, "ntk", pair_chunk=chunk)(R, R)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-13 * np.abs(w).max())
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="pair_chunk"):
+            energy_force_tile(chain, m.Z, env, "ntk", pair_chunk=bad)

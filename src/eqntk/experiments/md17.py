@@ -109,13 +109,20 @@ class MD17Config:
                 raise ValueError(f"md17: {name} must be a positive integer, got {v!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"md17: dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        self.energy_ratios = tuple(float(r) for r in self.energy_ratios)
-        if not self.energy_ratios or not all(np.isfinite(r) and r > 0 for r in self.energy_ratios):
-            raise ValueError(f"md17: energy_ratios must be finite numbers > 0, got {self.energy_ratios!r}")
-        if self.force_rtol is not None and not (np.isfinite(self.force_rtol) and self.force_rtol >= 0):
-            raise ValueError(f"md17: force_rtol must be a finite number >= 0 or None, got {self.force_rtol!r}")
+        self.energy_ratios = check_energy_ratios("md17", self.energy_ratios, self.force_rtol)
         if self.model != "energy-forces" and (self.energy_ratios != (1.0,) or self.force_rtol is not None):
             raise ValueError("md17: energy_ratios and force_rtol belong to model 'energy-forces'")
+
+
+def check_energy_ratios(where: str, energy_ratios: Sequence[float], force_rtol: Optional[float]) -> tuple:
+    """The energy rows' ridge ratios as floats, or a ``ValueError`` naming ``where``: each finite and > 0, and
+    ``force_rtol`` finite and >= 0 or ``None`` (:func:`fit_energy_forces`)."""
+    ratios = tuple(float(r) for r in energy_ratios)
+    if not ratios or not all(np.isfinite(r) and r > 0 for r in ratios):
+        raise ValueError(f"{where}: energy_ratios must be finite numbers > 0, got {list(energy_ratios)!r}")
+    if force_rtol is not None and not (np.isfinite(force_rtol) and force_rtol >= 0):
+        raise ValueError(f"{where}: force_rtol must be a finite number >= 0 or None, got {force_rtol!r}")
+    return ratios
 
 
 def network(cfg: MD17Config):
@@ -248,11 +255,7 @@ def fit_energy_forces(g_train, g_val, E_train, F_train, E_val, F_val, ridges, ps
     from .common import CHOLESKY_ROWS
 
     n, nv = len(E_train), len(E_val)
-    ratios = [float(r) for r in energy_ratios]
-    if not ratios or any(not (np.isfinite(r) and r > 0) for r in ratios):
-        raise ValueError(f"fit_energy_forces: energy_ratios must be finite numbers > 0, got {list(energy_ratios)!r}")
-    if force_rtol is not None and not (np.isfinite(force_rtol) and force_rtol >= 0):
-        raise ValueError(f"fit_energy_forces: force_rtol must be a finite number >= 0 or None, got {force_rtol!r}")
+    ratios = check_energy_ratios("fit_energy_forces", energy_ratios, force_rtol)
     e_mean = float(np.mean(E_train))
     y = np.concatenate([np.asarray(E_train) - e_mean, np.asarray(F_train).reshape(-1)])
     y_val = np.concatenate([np.asarray(E_val) - e_mean, np.asarray(F_val).reshape(-1)])
@@ -380,14 +383,14 @@ def energy_force_curve(kernels: dict, R, E, F, train, val, test, n_train: Sequen
                                     overwrite=n < n_max or pos == len(ns) - 1, method="auto",
                                     energy_ratios=energy_ratios, force_rtol=force_rtol)
             ratio_test = []
-            if g_te is not None:
-                pred = g_te[:, sel] @ fit["coef"]
+            if g_te is not None:  # every trial's test predictions from one slice of the test Gram
+                tried = [t[0] for t in fit["ratio_trials"]]
+                preds = g_te[:, sel] @ np.stack(fit["trial_coefs"], axis=1)  # (test rows, trials)
+                pred = preds[:, tried.index(fit["energy_ratio"])]
                 e_pred, f_pred = pred[:test.size], pred[test.size:].reshape(F[test].shape)
-                if len(fit["ratio_trials"]) > 1:
-                    for (rho, *_), c in zip(fit["ratio_trials"], fit["trial_coefs"]):
-                        p = g_te[:, sel] @ c
-                        ratio_test.append([rho, mae(p[:test.size] + fit["energy_mean"], E[test]),
-                                           mae(p[test.size:].reshape(F[test].shape), F[test])])
+                if len(tried) > 1:
+                    ratio_test = [[rho, mae(p[:test.size] + fit["energy_mean"], E[test]),
+                                   mae(p[test.size:].reshape(F[test].shape), F[test])] for rho, p in zip(tried, preds.T)]
             else:
                 t3 = time.perf_counter()
                 e_pred, f_pred = energy_force_predict(k, R[train[:n]], fit["coef"], R[test], block=16, batch=16,

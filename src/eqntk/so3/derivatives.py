@@ -233,13 +233,39 @@ def _pointwise_derivatives(psi: Callable) -> Callable:
     return derivatives
 
 
+def _separable(grid, Lb: int) -> bool:
+    """Whether bandlimit-``Lb`` functions go through the separable transforms of ``grid`` (a product grid fine
+    enough), or through dense products with the Wigner table of the points (a point rule, or a coarse grid)."""
+    return grid is not None and grid.bandlimit >= Lb
+
+
+def _lift_values(M, grid, D, L: int):
+    """The lift values ``B(g) = Σ_e M_e D_e(g)`` on the pool's points: ``M (P, N_L) → (P, G)``, ``D (G, N_L)`` the
+    packed Wigner entries at the points. On a product grid by the separable synthesis (at L = 6, 35,301 points:
+    10x faster than the dense product, equal to rounding)."""
+    if not _separable(grid, L):
+        return M @ D.T
+    return to_grid(pad_blocks(M), grid.bandlimit).reshape(M.shape[0], -1)
+
+
+def _analyse(vals, grid, Lb: int, D2, w):
+    """``Σ_g w_g vals_g D_e(g)`` for the packed entries ``e`` of degree ``< Lb``: ``(P, G) → (P, N_Lb)``; ``D2 (G, ≥ N_Lb)``
+    the packed Wigner entries at the points, ``w (G,)`` their weights."""
+    n = num_block_coeffs(Lb)
+    if not _separable(grid, Lb):
+        return (vals * w) @ D2[:, :n]
+    A = unpad_blocks(from_grid(vals.reshape(vals.shape[:-1] + grid.shape), grid.bandlimit, Lb))
+    return A * jnp.asarray(1.0 / (2 * _block_index(Lb)[0] + 1), vals.dtype)  # from_grid gives (2l+1) Σ w f D
+
+
 #: atom pairs whose values on the quadrature points are held at once (``chunk · G`` numbers per derivative):
 #: evaluating and analysing the pointwise derivatives chunk by chunk keeps them in cache; the NTK tile of the
 #: ``eqntk qm9`` network took 10.3 instead of 15.9 ms per conformation pair (8,125 points, ethanol, 2-core CPU)
 PAIR_CHUNK = 16
 
 
-def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "ntk") -> Callable:
+def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "ntk",
+                      pair_chunk: int = PAIR_CHUNK) -> Callable:
     """The jitted ``(R1 (b1, n, 3), R2 (b2, n, 3)) → (ee (b1, b2), ef (b1, b2, 3n), fe (b1, b2, 3n),
     ff (b1, b2, 3n, 3n))`` blocks of the same-element conformation kernel
     ``k(R, R') = Σ_{i, j: Z_i = Z_j} κ(x_i(R), x_j(R'))`` (``x = environment(R)``, ``(n, L_in², C)``):
@@ -247,9 +273,13 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
     ``eqntk.forces.energy_force_kernel``, vmapped over both conformation sets).
 
     Memory: per same-element atom pair of the tile, ``Φ`` (``N_L²`` numbers) and the tangents ``p``, ``p Φ``
-    (``3n · N_L`` each); the pointwise derivatives on the quadrature points of :data:`PAIR_CHUNK` pairs at a time.
+    (``3n · N_L`` each); the pointwise derivatives on the quadrature points of ``pair_chunk`` pairs at a time
+    (:data:`PAIR_CHUNK`; as many as the tile has: no loop, e.g. for XLA's flop count, which counts a loop body once).
     """
     check_kind("energy_force_tile", get)
+    if isinstance(pair_chunk, bool) or int(pair_chunk) != pair_chunk or pair_chunk < 1:
+        raise ValueError(f"energy_force_tile: pair_chunk must be a positive integer, got {pair_chunk!r}")
+    pair_chunk = int(pair_chunk)
     Z = np.asarray(Z)
     groups = [np.nonzero(Z == e)[0] for e in np.unique(Z)]
     L = chain.L
@@ -257,7 +287,6 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
     N, N2 = num_block_coeffs(L), num_block_coeffs(L2)
     grid, euler, weights = chain.quadrature()
     D2 = _packed_wigner(L2, euler)  # (G, N2)
-    ls2 = _block_index(L2)[0]  # the degree of each packed entry
     der = _pointwise_derivatives(chain.psi(get))
     b2 = 0.0 if chain.b_std is None else chain.b_std**2
     slices = [slice(l * l, (l + 1) ** 2) for l in range(L)]
@@ -268,21 +297,6 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
         D2j = jnp.asarray(D2, dtype)
         Dj = D2j[:, :N]
         w = jnp.asarray(weights, dtype)
-
-        def analyse(vals, n):
-            """``Σ_g w_g vals_g D_e(g)`` for the first ``n`` packed entries ``e``: ``(P, G) → (P, n)``."""
-            Lb = L2 if n == N2 else L
-            if grid is None or grid.bandlimit < Lb:  # a point rule, or a grid too coarse for the separable transform
-                return (vals * w) @ D2j[:, :n]
-            A = unpad_blocks(from_grid(vals.reshape(vals.shape[:-1] + grid.shape), grid.bandlimit, Lb))
-            return A * jnp.asarray(1.0 / (2 * ls2[:n] + 1), dtype)  # from_grid gives (2l+1) Σ w f D
-
-        def synthesise(M):
-            """The lift values ``B(g) = Σ_e M_e D_e(g)`` on the points: ``(P, N_L) → (P, G)``; on a product grid by
-            the separable synthesis (at L = 6, 35,301 points: 10x faster than the dense product, equal to rounding)."""
-            if grid is None:
-                return M @ Dj.T
-            return to_grid(pad_blocks(M), grid.bandlimit).reshape(M.shape[0], -1)
 
         def per_conf(R):
             def x_of(r):
@@ -305,19 +319,19 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
         Q2 = jnp.concatenate([jnp.broadcast_to(a[None, None], M.shape[:-1]).reshape(-1) for a, M in zip(q2, Ms)])
         M_all = jnp.concatenate([M.reshape(-1, N) for M in Ms])  # (pairs, N_L)
         n_pairs = M_all.shape[0]
-        n_chunks = -(-n_pairs // PAIR_CHUNK)
+        n_chunks = -(-n_pairs // pair_chunk)
 
-        def chunked(a):  # (pairs, ...) -> (n_chunks, PAIR_CHUNK, ...), padded with copies of the last pair
-            a = jnp.concatenate([a, jnp.repeat(a[-1:], n_chunks * PAIR_CHUNK - n_pairs, axis=0)])
-            return a.reshape((n_chunks, PAIR_CHUNK) + a.shape[1:])
+        def chunked(a):  # (pairs, ...) -> (n_chunks, pair_chunk, ...), padded with copies of the last pair
+            a = jnp.concatenate([a, jnp.repeat(a[-1:], n_chunks * pair_chunk - n_pairs, axis=0)])
+            return a.reshape((n_chunks, pair_chunk) + a.shape[1:])
 
         def per_chunk(args):
             """Lift values → pointwise derivatives → their sums and Wigner coefficients, for one chunk of pairs."""
             M, q1c, q2c = args
-            v = der(synthesise(M) + b2, q1c[:, None], q2c[:, None])  # (chunk, G) each
+            v = der(_lift_values(M, grid, Dj, L) + b2, q1c[:, None], q2c[:, None])  # (chunk, G) each
             sums = jnp.stack([v[k] @ w for k in ("psi", "q", "qp", "qqp")])
-            A1 = analyse(jnp.concatenate([v[k] for k in ("B", "Bqp", "qB")]), N).reshape(3, -1, N)
-            return sums, A1, analyse(v["BB"], N2)
+            A1 = _analyse(jnp.concatenate([v[k] for k in ("B", "Bqp", "qB")]), grid, L, D2j, w).reshape(3, -1, N)
+            return sums, A1, _analyse(v["BB"], grid, L2, D2j, w)
 
         sums, A1, A2 = jax.lax.map(per_chunk, (chunked(M_all), chunked(Q1), chunked(Q2)))
         unchunk = lambda a: jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1, *a.shape[3:])[:, :n_pairs]  # noqa: E731
