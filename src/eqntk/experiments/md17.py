@@ -47,6 +47,7 @@ __all__ = ["MD17Config", "RIDGES", "MODELS", "network", "energy_network", "split
            "KCAL_MOL_IN_MEV"]
 
 from ..data.units import HARTREE_IN_EV, HARTREE_IN_KCAL_MOL
+from ..core.checks import check_real
 
 #: 1 kcal/mol in meV
 KCAL_MOL_IN_MEV = 1e3 * HARTREE_IN_EV / HARTREE_IN_KCAL_MOL
@@ -120,8 +121,8 @@ def check_energy_ratios(where: str, energy_ratios: Sequence[float], force_rtol: 
     ratios = tuple(float(r) for r in energy_ratios)
     if not ratios or not all(np.isfinite(r) and r > 0 for r in ratios):
         raise ValueError(f"{where}: energy_ratios must be finite numbers > 0, got {list(energy_ratios)!r}")
-    if force_rtol is not None and not (np.isfinite(force_rtol) and force_rtol >= 0):
-        raise ValueError(f"{where}: force_rtol must be a finite number >= 0 or None, got {force_rtol!r}")
+    if force_rtol is not None:
+        check_real(where, "force_rtol", force_rtol, lo=0.0)
     return ratios
 
 

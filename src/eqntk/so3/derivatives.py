@@ -36,7 +36,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ..core.checks import check_kind
+from ..core.checks import check_int, check_kind
 from ..core.pointwise import AffineMap, PointwiseMap
 from .kernel_state import pool_points
 from .quadrature import SO3Rule, so3_grid
@@ -277,9 +277,7 @@ def energy_force_tile(chain: PooledLift, Z, environment: Callable, get: str = "n
     (:data:`PAIR_CHUNK`; as many as the tile has: no loop, e.g. for XLA's flop count, which counts a loop body once).
     """
     check_kind("energy_force_tile", get)
-    if isinstance(pair_chunk, bool) or int(pair_chunk) != pair_chunk or pair_chunk < 1:
-        raise ValueError(f"energy_force_tile: pair_chunk must be a positive integer, got {pair_chunk!r}")
-    pair_chunk = int(pair_chunk)
+    pair_chunk = check_int("energy_force_tile", "pair_chunk", pair_chunk)
     Z = np.asarray(Z)
     groups = [np.nonzero(Z == e)[0] for e in np.unique(Z)]
     L = chain.L
